@@ -1,0 +1,54 @@
+//! ipcx: every Linux IPC mechanism behind one safe, documented API.
+//!
+//! # The map
+//!
+//! | family | module | what it gives you |
+//! |---|---|---|
+//! | byte streams | [`pipe`], [`fifo`] | anonymous pipes (`pipe2`, packet mode, capacity, `splice`/`tee`/`vmsplice`/`sendfile`), named FIFOs with open timeouts |
+//! | Unix sockets | [`unix`] | stream, datagram and seqpacket sockets, socket pairs, owned socket files, descriptor passing, peer credentials and pidfds |
+//! | IP sockets | [`net`] | TCP and UDP over IPv4 and IPv6 with the options an IPC user needs |
+//! | all sockets | [`SocketExt`] | `try_`, `_timeout` and blocking send/receive that never raise `SIGPIPE` |
+//!
+//! Shared memory, semaphores, message queues, eventfd, signalfd, the ring channel and
+//! mailboxes follow in later releases.
+//!
+//! # Choosing a mechanism
+//!
+//! - **Parent and child, a stream of bytes**: [`pipe::pipe`], handed to the child as its
+//!   stdin or stdout through [`std::process::Command`].
+//! - **Unrelated processes, a stream of bytes, no server**: [`fifo::Fifo`].
+//! - **A server with many clients, or messages with boundaries**: [`unix`] sockets;
+//!   seqpacket gives reliable, ordered messages with boundaries and a connection.
+//! - **Passing descriptors or knowing who the peer is**: [`unix::UnixSocketExt`]
+//!   (`SCM_RIGHTS`, `SO_PEERCRED`, `SO_PEERPIDFD`).
+//! - **Another machine**: [`net`].
+//!
+//! # Contracts
+//!
+//! - **Errors** are [`Error`]s that name the operation, the object, an [`ErrorKind`], the
+//!   errno and, where ipcx knows one, what to do.
+//! - **Descriptors** are owned (`OwnedFd`), close-on-exec, and every type that has one
+//!   implements [`AsFd`](std::os::fd::AsFd) so it can be polled.
+//! - **Named objects** are created exclusively with mode 0600 by default, and unlinked by
+//!   their creator on drop unless kept; openers never unlink. Names are validated before
+//!   any system call ([`name`]).
+//! - **Blocking** calls come in three forms: blocking, `try_` (never blocks) and
+//!   `_timeout`. `EINTR` is retried with the remaining time, and writing to a closed pipe
+//!   or socket is an error ([`ErrorKind::PeerGone`]), never a `SIGPIPE` death.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod fifo;
+pub mod name;
+pub mod net;
+mod owner;
+pub mod pipe;
+mod sock;
+mod sys;
+pub mod unix;
+mod wait;
+
+pub use error::{Error, ErrorKind, Result, errno_name};
+pub use owner::OpenMode;
+pub use sock::SocketExt;

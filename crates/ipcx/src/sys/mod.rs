@@ -1,0 +1,9 @@
+//! The only home of raw FFI in ipcx.
+//!
+//! Everything here is a thin, audited wrapper around a `libc` call that no safe crate
+//! covers; the public modules above it are safe. Each `unsafe` block says, in its
+//! `// SAFETY:` comment, why every precondition holds.
+#![allow(unsafe_code)]
+
+pub(crate) mod sigpipe;
+pub(crate) mod sock;

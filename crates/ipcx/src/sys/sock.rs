@@ -1,0 +1,55 @@
+//! Socket and pipe calls that rustix does not offer safely.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the process that connected the socket.
+/// The value is the same on every architecture but MIPS, SPARC and PA-RISC.
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// `getsockopt(SO_PEERPIDFD)`: the kernel's pidfd for the peer, taken when it connected.
+pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY:
+    // - `sock` is a live descriptor for the duration of the call (it is borrowed);
+    // - `fd` and `len` are locals of the size `len` announces;
+    // - on success the kernel installed a new descriptor (always `O_CLOEXEC`, as every
+    //   pidfd) that nothing else owns, so `OwnedFd` may take it.
+    unsafe {
+        let rc = libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&raw mut fd).cast(),
+            &mut len,
+        );
+        if rc != 0 {
+            return Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL),
+            ));
+        }
+        if fd < 0 {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// `vmsplice(2)` of user buffers into a pipe, without `SPLICE_F_GIFT`.
+pub(crate) fn vmsplice_to_pipe(
+    pipe: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+) -> rustix::io::Result<usize> {
+    let raw: Vec<rustix::pipe::IoSliceRaw<'_>> =
+        bufs.iter().map(|b| rustix::pipe::IoSliceRaw::from_slice(b)).collect();
+    // SAFETY:
+    // - every slice is borrowed for the whole call, so the memory is valid for reads;
+    // - the descriptor is the write end of a pipe: the kernel only reads the buffers
+    //   (it never writes them), which the shared borrows permit;
+    // - without `SPLICE_F_GIFT` the pages stay the caller's; the kernel holds its own
+    //   references to them, so freeing the buffers later is sound (documented on
+    //   `PipeWriter::vmsplice`: the reader may then see the newer contents).
+    unsafe { rustix::pipe::vmsplice(pipe, &raw, rustix::pipe::SpliceFlags::NONBLOCK) }
+}

@@ -1,0 +1,209 @@
+//! Descriptor passing (`SCM_RIGHTS`) and peer identity (`SO_PEERCRED`, `SO_PEERPIDFD`).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+
+use rustix::event::PollFlags;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, sockopt,
+};
+
+use super::Seqpacket;
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::sock::{check_recv, label, send_error};
+use crate::wait::{Deadline, retry};
+
+/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD`.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Who is at the other end of a Unix socket, as the kernel recorded it when the
+/// connection was made (or the pair created): not a claim the peer makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerCred {
+    /// The peer's process id at connect time. PIDs are reused: to act on the process, use
+    /// [`UnixSocketExt::peer_pidfd`] instead.
+    pub pid: u32,
+    /// The peer's effective user id.
+    pub uid: u32,
+    /// The peer's effective group id.
+    pub gid: u32,
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::os::unix::net::UnixStream {}
+    impl Sealed for std::os::unix::net::UnixDatagram {}
+    impl Sealed for super::Seqpacket {}
+}
+
+/// What only Unix sockets can do: pass descriptors and tell who the peer is.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Seek, Write};
+/// use std::os::fd::AsFd;
+/// use ipcx::unix::UnixSocketExt;
+///
+/// let (a, b) = ipcx::unix::stream_pair()?;
+/// let mut file = std::fs::File::from(std::os::fd::OwnedFd::from(tempfile_like()?));
+/// file.write_all(b"shared")?;
+/// a.send_fds(b"f", &[file.as_fd()])?;
+///
+/// let mut buf = [0u8; 1];
+/// let (n, fds) = b.recv_fds(&mut buf, 1)?;
+/// assert_eq!((n, fds.len()), (1, 1));
+/// let mut received = std::fs::File::from(fds.into_iter().next().unwrap());
+/// received.rewind()?;
+/// let mut text = String::new();
+/// received.read_to_string(&mut text)?;
+/// assert_eq!(text, "shared");
+/// assert_eq!(b.peer_cred()?.pid, std::process::id());
+/// # fn tempfile_like() -> std::io::Result<std::os::fd::OwnedFd> {
+/// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true)
+/// #         .open(std::env::temp_dir().join(format!("ipcx-doc-fd-{}", std::process::id())))?;
+/// #     std::fs::remove_file(std::env::temp_dir().join(format!("ipcx-doc-fd-{}", std::process::id())))?;
+/// #     Ok(f.into())
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait UnixSocketExt: AsFd + sealed::Sealed {
+    /// Sends `data` (at least one byte) with the descriptors `fds` attached (`SCM_RIGHTS`),
+    /// waiting for room as long as it takes. The descriptors stay open here; the receiver
+    /// gets its own copies.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for empty `data` (a stream would drop the descriptors)
+    /// or more than [`MAX_FDS_PER_MESSAGE`] descriptors; [`ErrorKind::PeerGone`] when the
+    /// peer closed; [`ErrorKind::LimitReached`] (`ETOOMANYREFS`) when descriptors in
+    /// flight exceed the kernel's limit.
+    #[doc(alias = "SCM_RIGHTS")]
+    fn send_fds(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
+        let fd = self.as_fd();
+        if data.is_empty() {
+            return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
+                .with_object(label(fd))
+                .with_hint("descriptors must travel with at least one byte of data"));
+        }
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(Error::new("sendmsg", ErrorKind::InvalidInput).with_object(label(fd)).with_hint(
+                format!("{} descriptors is more than one message carries ({MAX_FDS_PER_MESSAGE})", fds.len()),
+            ));
+        }
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        retry(&[(fd, PollFlags::OUT)], Deadline::Never, "sendmsg", &label(fd), || {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !fds.is_empty() {
+                control.push(SendAncillaryMessage::ScmRights(fds));
+            }
+            rustix::net::sendmsg(fd, &[IoSlice::new(data)], &mut control, flags)
+        })
+        .map_err(|e| match e.errno() {
+            Some(libc::ETOOMANYREFS) => e.with_kind(ErrorKind::LimitReached).with_hint(
+                "too many descriptors are in flight on Unix sockets for this user (RLIMIT_NOFILE bounds them)",
+            ),
+            _ => send_error(e, fd, data.len()),
+        })
+    }
+
+    /// Receives data and at most `max_fds` descriptors, waiting as long as it takes.
+    /// Received descriptors are close-on-exec.
+    ///
+    /// Every received descriptor is closed, and an error returned, when the message
+    /// carried more than `max_fds` descriptors ([`ErrorKind::Corrupt`]), when this process
+    /// had no room for them (`EMFILE`: [`ErrorKind::LimitReached`]), or when a datagram
+    /// did not fit `buf` ([`ErrorKind::MessageTooLarge`]). `Ok((0, []))` on a stream is
+    /// end of file.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] if `max_fds` exceeds [`MAX_FDS_PER_MESSAGE`].
+    #[doc(alias = "SCM_RIGHTS")]
+    fn recv_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
+        let fd = self.as_fd();
+        if max_fds > MAX_FDS_PER_MESSAGE {
+            return Err(Error::new("recvmsg", ErrorKind::InvalidInput).with_object(label(fd)).with_hint(
+                format!("max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"),
+            ));
+        }
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
+        let len = buf.len();
+        let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+        let stream = sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", label(fd))?
+            == rustix::net::SocketType::STREAM;
+        if !stream {
+            flags |= RecvFlags::TRUNC;
+        }
+        let mut fds = Vec::new();
+        let msg = retry(&[(fd, PollFlags::IN)], Deadline::Never, "recvmsg", &label(fd), || {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let msg = rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            Ok(msg)
+        })?;
+        // From here on, `fds` owns whatever arrived: every early return closes them all.
+        if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
+            let got = fds.len();
+            drop(fds);
+            let err = Error::new("recvmsg", ErrorKind::Corrupt).with_object(label(fd));
+            return Err(if got < max_fds {
+                let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+                err.with_kind(ErrorKind::LimitReached).with_hint(format!(
+                    "descriptors arrived but this process had no room for them (RLIMIT_NOFILE is {}); \
+                     {got} were received and closed, the message is consumed",
+                    limit.map_or_else(|| "unlimited".into(), |n| n.to_string())
+                ))
+            } else {
+                err.with_hint(format!(
+                    "the peer sent more than the {max_fds} descriptors this receive accepts; \
+                     all {got} received were closed"
+                ))
+            });
+        }
+        check_recv(&msg, len, fd)?;
+        Ok((msg.bytes, fds))
+    }
+
+    /// The peer's pid, uid and gid as the kernel recorded them at connect time
+    /// (`SO_PEERCRED`). For a socket pair, the process that created the pair.
+    #[doc(alias = "SO_PEERCRED")]
+    fn peer_cred(&self) -> Result<PeerCred> {
+        let fd = self.as_fd();
+        let cred = sockopt::socket_peercred(fd).op_on("getsockopt SO_PEERCRED", label(fd))?;
+        Ok(PeerCred {
+            pid: cred.pid.as_raw_nonzero().get().unsigned_abs(),
+            uid: cred.uid.as_raw(),
+            gid: cred.gid.as_raw(),
+        })
+    }
+
+    /// A pidfd for the peer process, taken by the kernel at connect time
+    /// (`SO_PEERPIDFD`), so it refers to the very process that connected even if its PID
+    /// has since been reused. Poll it for readability to learn when the peer exits.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] on kernels before Linux 6.5.
+    #[doc(alias = "SO_PEERPIDFD")]
+    fn peer_pidfd(&self) -> Result<OwnedFd> {
+        let fd = self.as_fd();
+        crate::sys::sock::peer_pidfd(fd).map_err(|e| {
+            let err = Error::from_errno("getsockopt SO_PEERPIDFD", e.raw_os_error()).with_object(label(fd));
+            if e == rustix::io::Errno::NOPROTOOPT {
+                err.with_hint("the kernel is older than Linux 6.5; use peer_cred, and do not trust the pid alone")
+            } else {
+                err
+            }
+        })
+    }
+}
+
+impl UnixSocketExt for UnixStream {}
+impl UnixSocketExt for UnixDatagram {}
+impl UnixSocketExt for Seqpacket {}

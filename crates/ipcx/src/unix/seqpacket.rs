@@ -1,0 +1,185 @@
+//! `SOCK_SEQPACKET`: reliable, ordered messages with boundaries over a connection.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::event::PollFlags;
+use rustix::fs::OFlags;
+use rustix::net::{SocketFlags, SocketType};
+
+use crate::error::{Context, Result};
+use crate::sock::{Framing, label, recv_until, send_until};
+use crate::wait::{Deadline, retry};
+
+/// A connected seqpacket socket: each `send` is one message, each `recv` returns one
+/// whole message, in order, and the connection reports the peer's departure.
+///
+/// Created by [`Seqpacket::connect`], [`SeqpacketListener::accept`] or
+/// [`Seqpacket::pair`]. Also has the [`SocketExt`](crate::SocketExt) and
+/// [`UnixSocketExt`](crate::unix::UnixSocketExt) methods (descriptor passing, peer
+/// credentials).
+///
+/// A zero-length message is delivered as a receive of 0 bytes, which is also how end of
+/// file reads: to tell them apart, keep zero-length messages out of your protocol or
+/// check [`Seqpacket::peer_closed`].
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = ipcx::unix::Seqpacket::pair()?;
+/// a.send(b"one")?;
+/// a.send(b"two")?;
+/// let mut buf = [0u8; 64];
+/// assert_eq!(&buf[..b.recv(&mut buf)?], b"one");
+/// assert_eq!(&buf[..b.recv(&mut buf)?], b"two");
+/// # Ok::<(), ipcx::Error>(())
+/// ```
+pub struct Seqpacket {
+    fd: OwnedFd,
+}
+
+impl Seqpacket {
+    /// Connects to the seqpacket listener at `path`, waiting as long as its backlog is full.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Seqpacket> {
+        super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::Never).map(Seqpacket::from)
+    }
+
+    /// Connects, waiting at most `timeout` while the listener's backlog is full.
+    pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Seqpacket> {
+        super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::after(timeout))
+            .map(Seqpacket::from)
+    }
+
+    /// A connected pair (`socketpair(AF_UNIX, SOCK_SEQPACKET)`), close-on-exec.
+    pub fn pair() -> Result<(Seqpacket, Seqpacket)> {
+        let (a, b) = super::pair(SocketType::SEQPACKET)?;
+        Ok((Seqpacket::from(a), Seqpacket::from(b)))
+    }
+
+    /// Sends one message, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::PeerGone`](crate::ErrorKind::PeerGone) when the peer closed;
+    /// [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) above the
+    /// socket's send buffer.
+    pub fn send(&self, msg: &[u8]) -> Result<usize> {
+        send_until(self.fd.as_fd(), msg, Deadline::Never)
+    }
+
+    /// Sends one message only if there is room now.
+    pub fn try_send(&self, msg: &[u8]) -> Result<usize> {
+        send_until(self.fd.as_fd(), msg, Deadline::Now)
+    }
+
+    /// Sends one message, waiting at most `timeout` for room.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<usize> {
+        send_until(self.fd.as_fd(), msg, Deadline::after(timeout))
+    }
+
+    /// Receives one message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::MessageTooLarge`](crate::ErrorKind::MessageTooLarge) when the message
+    /// does not fit `buf` (the message is consumed).
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+        recv_until(self.fd.as_fd(), buf, Deadline::Never, Framing::Messages)
+    }
+
+    /// Receives one message if one is queued now.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize> {
+        recv_until(self.fd.as_fd(), buf, Deadline::Now, Framing::Messages)
+    }
+
+    /// Receives one message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        recv_until(self.fd.as_fd(), buf, Deadline::after(timeout), Framing::Messages)
+    }
+
+    /// Whether the peer has closed its end and no message is left to read.
+    pub fn peer_closed(&self) -> bool {
+        let ev = crate::wait::poll_now(self.fd.as_fd(), PollFlags::IN | PollFlags::RDHUP);
+        ev.intersects(PollFlags::HUP | PollFlags::RDHUP) && !ev.contains(PollFlags::IN)
+    }
+}
+
+impl From<OwnedFd> for Seqpacket {
+    /// Adopts a connected seqpacket socket descriptor.
+    fn from(fd: OwnedFd) -> Seqpacket {
+        Seqpacket { fd }
+    }
+}
+
+impl From<Seqpacket> for OwnedFd {
+    fn from(s: Seqpacket) -> OwnedFd {
+        s.fd
+    }
+}
+
+impl AsFd for Seqpacket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for Seqpacket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Seqpacket({})", label(self.fd.as_fd()))
+    }
+}
+
+/// A listening seqpacket socket; see [`listen_seqpacket`](super::listen_seqpacket).
+///
+/// Its descriptor is non-blocking underneath, so all three accept forms are exact even
+/// with several accepting threads.
+pub struct SeqpacketListener {
+    fd: OwnedFd,
+}
+
+impl SeqpacketListener {
+    pub(crate) fn from_listening(fd: OwnedFd) -> Result<SeqpacketListener> {
+        let flags = rustix::fs::fcntl_getfl(&fd).op("F_GETFL")?;
+        rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op("F_SETFL")?;
+        Ok(SeqpacketListener { fd })
+    }
+
+    /// Accepts a connection, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) when this process is
+    /// out of descriptors; the listener stays usable and the connection stays queued.
+    pub fn accept(&self) -> Result<Seqpacket> {
+        self.accept_until(Deadline::Never)
+    }
+
+    /// Accepts a connection if one is pending now.
+    pub fn try_accept(&self) -> Result<Seqpacket> {
+        self.accept_until(Deadline::Now)
+    }
+
+    /// Accepts, waiting at most `timeout` for a connection.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Seqpacket> {
+        self.accept_until(Deadline::after(timeout))
+    }
+
+    fn accept_until(&self, deadline: Deadline) -> Result<Seqpacket> {
+        let fd = self.fd.as_fd();
+        retry(&[(fd, PollFlags::IN)], deadline, "accept", &label(fd), || {
+            rustix::net::accept_with(fd, SocketFlags::CLOEXEC)
+        })
+        .map(Seqpacket::from)
+    }
+}
+
+impl AsFd for SeqpacketListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for SeqpacketListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SeqpacketListener({})", label(self.fd.as_fd()))
+    }
+}
