@@ -15,5 +15,8 @@ struct Cli {}
 
 fn main() {
     let _cli = Cli::parse();
-    println!("ipcx {}: no subcommands yet; run `ipcx --help`", env!("CARGO_PKG_VERSION"));
+    println!(
+        "ipcx {}: no subcommands yet; run `ipcx --help`",
+        env!("CARGO_PKG_VERSION")
+    );
 }

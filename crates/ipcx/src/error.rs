@@ -166,7 +166,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` raised by ipcx itself (no errno) during `op`.
     pub fn new(op: &'static str, kind: ErrorKind) -> Error {
-        Error { op, object: None, kind, errno: None, hint: None }
+        Error {
+            op,
+            object: None,
+            kind,
+            errno: None,
+            hint: None,
+        }
     }
 
     /// An error from the kernel: `errno` returned by `op`. The kind is derived from the
@@ -323,7 +329,9 @@ fn default_hint(errno: i32) -> Option<String> {
 
 /// Reads a `/proc/sys` value as a trimmed string, for hints that name a limit.
 pub(crate) fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The symbolic name of an errno value, as in the man pages.
@@ -404,7 +412,10 @@ mod tests {
     #[test]
     fn ipcx_errors_without_errno_omit_it() {
         let e = Error::new("recv", ErrorKind::Corrupt).with_hint("length 9 exceeds cap 8");
-        assert_eq!(e.to_string(), "recv: corrupt data from peer: length 9 exceeds cap 8");
+        assert_eq!(
+            e.to_string(),
+            "recv: corrupt data from peer: length 9 exceeds cap 8"
+        );
         assert_eq!(e.errno(), None);
     }
 

@@ -94,12 +94,18 @@ impl FifoOptions {
             OpenMode::Create => self.make(path),
             OpenMode::Open => {
                 check_existing(path, false)?;
-                Ok(Fifo { path: path.to_path_buf(), owner: None })
+                Ok(Fifo {
+                    path: path.to_path_buf(),
+                    owner: None,
+                })
             }
             OpenMode::OpenOrCreate => match self.make(path) {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     check_existing(path, true)?;
-                    Ok(Fifo { path: path.to_path_buf(), owner: None })
+                    Ok(Fifo {
+                        path: path.to_path_buf(),
+                        owner: None,
+                    })
                 }
                 other => other,
             },
@@ -122,7 +128,10 @@ impl FifoOptions {
         // mkfifo applied the umask, which can only have removed bits: set the exact mode.
         rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(self.mode), AtFlags::empty())
             .op_on("chmod", path.display())?;
-        Ok(Fifo { path: path.to_path_buf(), owner: Some(owner) })
+        Ok(Fifo {
+            path: path.to_path_buf(),
+            owner: Some(owner),
+        })
     }
 }
 

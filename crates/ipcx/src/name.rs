@@ -88,7 +88,9 @@ impl PosixName {
                 bare.len()
             ));
         }
-        Ok(PosixName { canonical: format!("/{bare}") })
+        Ok(PosixName {
+            canonical: format!("/{bare}"),
+        })
     }
 
     /// The canonical form, with one leading `/`.
@@ -143,7 +145,10 @@ fn check_path_limit(path: &Path, max_len: usize) -> Result<()> {
         return invalid("a path may not contain a NUL byte".into());
     }
     if bytes.len() > max_len {
-        return invalid(format!("the path is {} bytes; the limit is {max_len} bytes", bytes.len()));
+        return invalid(format!(
+            "the path is {} bytes; the limit is {max_len} bytes",
+            bytes.len()
+        ));
     }
     if let Some(long) = bytes.split(|&b| b == b'/').find(|c| c.len() > NAME_MAX) {
         return invalid(format!(
@@ -165,14 +170,24 @@ mod tests {
 
     #[test]
     fn posix_names_are_canonicalised_and_checked() {
-        assert_eq!(PosixName::new("a").map(|n| n.to_string()), Ok("/a".to_string()));
+        assert_eq!(
+            PosixName::new("a").map(|n| n.to_string()),
+            Ok("/a".to_string())
+        );
         assert!(PosixName::new(&"x".repeat(255)).is_ok());
         let err = PosixName::new(&"x".repeat(256)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidName);
-        assert!(err.to_string().contains("256 bytes; the limit is 255"), "{err}");
+        assert!(
+            err.to_string().contains("256 bytes; the limit is 255"),
+            "{err}"
+        );
         assert!(PosixName::with_limit(&"x".repeat(252), 251).is_err());
         for bad in ["", "/", "//", "a/b", "/a/b", ".", "..", "/..", "a\0b"] {
-            assert_eq!(PosixName::new(bad).unwrap_err().kind(), ErrorKind::InvalidName, "{bad:?}");
+            assert_eq!(
+                PosixName::new(bad).unwrap_err().kind(),
+                ErrorKind::InvalidName,
+                "{bad:?}"
+            );
         }
     }
 
@@ -189,6 +204,9 @@ mod tests {
         let long_socket = format!("/tmp/{}", "s".repeat(103));
         assert!(check_path(Path::new(&long_socket)).is_ok());
         let err = check_socket_path(Path::new(&long_socket)).unwrap_err();
-        assert!(err.to_string().contains("108 bytes; the limit is 107"), "{err}");
+        assert!(
+            err.to_string().contains("108 bytes; the limit is 107"),
+            "{err}"
+        );
     }
 }

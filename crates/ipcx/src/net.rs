@@ -119,7 +119,8 @@ impl TcpOptions {
             sockopt::set_socket_reuseaddr(&fd, true).op_on("setsockopt SO_REUSEADDR", addr)?;
         }
         if addr.is_ipv6() {
-            sockopt::set_ipv6_v6only(&fd, !self.dual_stack).op_on("setsockopt IPV6_V6ONLY", addr)?;
+            sockopt::set_ipv6_v6only(&fd, !self.dual_stack)
+                .op_on("setsockopt IPV6_V6ONLY", addr)?;
         }
         bind(&fd, addr)?;
         rustix::net::listen(&fd, self.backlog).op_on("listen", addr)?;
@@ -132,20 +133,37 @@ impl TcpOptions {
     /// [`ErrorKind::PeerGone`](crate::ErrorKind::PeerGone) (`ECONNREFUSED`) when nothing
     /// listens there; [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut).
     pub fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
-        let fd = new_socket(addr, SocketType::STREAM, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
+        let fd = new_socket(
+            addr,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        )?;
         self.apply(&fd, addr)?;
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => {}
             Err(Errno::INPROGRESS) | Err(Errno::INTR) => {
-                wait_fd(std::os::fd::AsFd::as_fd(&fd), PollFlags::OUT, Deadline::after(timeout), "connect", &addr)?;
+                wait_fd(
+                    std::os::fd::AsFd::as_fd(&fd),
+                    PollFlags::OUT,
+                    Deadline::after(timeout),
+                    "connect",
+                    &addr,
+                )?;
                 if let Some(e) = sockopt::socket_error(&fd).op_on("connect", addr)?.err() {
-                    return Err(connect_error(Error::from_errno("connect", e.raw_os_error()).with_object(addr)));
+                    return Err(connect_error(
+                        Error::from_errno("connect", e.raw_os_error()).with_object(addr),
+                    ));
                 }
             }
-            Err(e) => return Err(connect_error(Error::from_errno("connect", e.raw_os_error()).with_object(addr))),
+            Err(e) => {
+                return Err(connect_error(
+                    Error::from_errno("connect", e.raw_os_error()).with_object(addr),
+                ));
+            }
         }
         let flags = rustix::fs::fcntl_getfl(&fd).op_on("F_GETFL", addr)?;
-        rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK).op_on("F_SETFL", addr)?;
+        rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK)
+            .op_on("F_SETFL", addr)?;
         Ok(TcpStream::from(fd))
     }
 
@@ -168,7 +186,12 @@ pub struct UdpOptions {
 
 impl Default for UdpOptions {
     fn default() -> UdpOptions {
-        UdpOptions { reuse_addr: false, dual_stack: true, send_buffer: None, recv_buffer: None }
+        UdpOptions {
+            reuse_addr: false,
+            dual_stack: true,
+            send_buffer: None,
+            recv_buffer: None,
+        }
     }
 }
 
@@ -210,7 +233,8 @@ impl UdpOptions {
             sockopt::set_socket_reuseaddr(&fd, true).op_on("setsockopt SO_REUSEADDR", addr)?;
         }
         if addr.is_ipv6() {
-            sockopt::set_ipv6_v6only(&fd, !self.dual_stack).op_on("setsockopt IPV6_V6ONLY", addr)?;
+            sockopt::set_ipv6_v6only(&fd, !self.dual_stack)
+                .op_on("setsockopt IPV6_V6ONLY", addr)?;
         }
         bind(&fd, addr)?;
         Ok(UdpSocket::from(fd))
@@ -218,7 +242,11 @@ impl UdpOptions {
 }
 
 fn new_socket(addr: SocketAddr, ty: SocketType, flags: SocketFlags) -> Result<OwnedFd> {
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
     rustix::net::socket_with(family, ty, flags, None).op_on("socket", addr)
 }
 
@@ -226,7 +254,9 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> Result<()> {
     rustix::net::bind(fd, &addr).map_err(|e| {
         let err = Error::from_errno("bind", e.raw_os_error()).with_object(addr);
         match e {
-            Errno::ADDRINUSE => err.with_hint("another socket holds this port; pick another or stop it"),
+            Errno::ADDRINUSE => {
+                err.with_hint("another socket holds this port; pick another or stop it")
+            }
             Errno::ADDRNOTAVAIL => err.with_hint("no local interface has this address"),
             Errno::ACCESS => err.with_hint(
                 "ports below /proc/sys/net/ipv4/ip_unprivileged_port_start need privilege",
@@ -236,7 +266,12 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> Result<()> {
     })
 }
 
-fn set_buffers(fd: &OwnedFd, addr: SocketAddr, send: Option<usize>, recv: Option<usize>) -> Result<()> {
+fn set_buffers(
+    fd: &OwnedFd,
+    addr: SocketAddr,
+    send: Option<usize>,
+    recv: Option<usize>,
+) -> Result<()> {
     if let Some(bytes) = send {
         sockopt::set_socket_send_buffer_size(fd, bytes).op_on("setsockopt SO_SNDBUF", addr)?;
     }

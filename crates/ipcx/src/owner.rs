@@ -38,7 +38,12 @@ impl PathOwner {
     /// Records the file now at `path` as created by the caller.
     pub(crate) fn record(path: &Path) -> Result<PathOwner> {
         let st = statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).op_on("stat", path.display())?;
-        Ok(PathOwner { path: path.to_path_buf(), dev: st.st_dev, ino: st.st_ino, keep: false })
+        Ok(PathOwner {
+            path: path.to_path_buf(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            keep: false,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {

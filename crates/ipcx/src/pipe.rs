@@ -117,7 +117,12 @@ impl PipeOptions {
         }
         let (r, w) = rustix::pipe::pipe_with(flags).op("pipe2")?;
         let label: Label = Arc::from("pipe");
-        let end = |fd| End { fd, block: !self.nonblocking, packet: self.packet, label: label.clone() };
+        let end = |fd| End {
+            fd,
+            block: !self.nonblocking,
+            packet: self.packet,
+            label: label.clone(),
+        };
         let (reader, writer) = (PipeReader(end(r)), PipeWriter(end(w)));
         if let Some(bytes) = self.capacity {
             writer.set_capacity(bytes)?;
@@ -246,30 +251,36 @@ impl PipeReader {
     fn read_until(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let end = &self.0;
         if end.packet && buf.len() < PIPE_BUF {
-            return Err(Error::new("read", ErrorKind::InvalidInput).with_object(&end.label).with_hint(
-                format!(
+            return Err(Error::new("read", ErrorKind::InvalidInput)
+                .with_object(&end.label)
+                .with_hint(format!(
                     "a packet-mode read needs a buffer of at least PIPE_BUF ({PIPE_BUF}) bytes, \
                      or the kernel discards the rest of the packet; this one has {}",
                     buf.len()
-                ),
-            ));
+                )));
         }
         if buf.is_empty() {
             return Ok(0);
         }
         let fd = end.fd.as_fd();
-        retry(&[(fd, PollFlags::IN)], deadline, "read", &end.label, || loop {
-            match rustix::io::read(fd, &mut *buf) {
-                // A FIFO with no writer yet also reads as 0: it is end of file only once a
-                // writer has come and gone (POLLHUP) and nothing is left (no POLLIN).
-                Ok(0) => {
-                    let ev = poll_now(fd, PollFlags::IN);
-                    if ev.contains(PollFlags::IN) {
-                        continue;
+        retry(&[(fd, PollFlags::IN)], deadline, "read", &end.label, || {
+            loop {
+                match rustix::io::read(fd, &mut *buf) {
+                    // A FIFO with no writer yet also reads as 0: it is end of file only once a
+                    // writer has come and gone (POLLHUP) and nothing is left (no POLLIN).
+                    Ok(0) => {
+                        let ev = poll_now(fd, PollFlags::IN);
+                        if ev.contains(PollFlags::IN) {
+                            continue;
+                        }
+                        return if ev.contains(PollFlags::HUP) {
+                            Ok(0)
+                        } else {
+                            Err(Errno::AGAIN)
+                        };
                     }
-                    return if ev.contains(PollFlags::HUP) { Ok(0) } else { Err(Errno::AGAIN) };
+                    other => return other,
                 }
-                other => return other,
             }
         })
     }
@@ -307,11 +318,17 @@ impl PipeReader {
     pub fn splice_to(&self, to: impl AsFd, len: usize) -> Result<usize> {
         let (fd, out) = (self.0.fd.as_fd(), to.as_fd());
         let waits = [(fd, PollFlags::IN), (out, PollFlags::OUT)];
-        retry(&waits, Deadline::blocking(self.0.block), "splice", &self.0.label, || {
-            sigpipe::suppress(|| {
-                rustix::pipe::splice(fd, None, out, None, len, SpliceFlags::NONBLOCK)
-            })
-        })
+        retry(
+            &waits,
+            Deadline::blocking(self.0.block),
+            "splice",
+            &self.0.label,
+            || {
+                sigpipe::suppress(|| {
+                    rustix::pipe::splice(fd, None, out, None, len, SpliceFlags::NONBLOCK)
+                })
+            },
+        )
     }
 
     /// Copies up to `len` bytes from this pipe into another pipe without consuming them
@@ -323,9 +340,13 @@ impl PipeReader {
     pub fn tee_to(&self, to: &PipeWriter, len: usize) -> Result<usize> {
         let (fd, out) = (self.0.fd.as_fd(), to.0.fd.as_fd());
         let waits = [(fd, PollFlags::IN), (out, PollFlags::OUT)];
-        retry(&waits, Deadline::blocking(self.0.block), "tee", &self.0.label, || {
-            sigpipe::suppress(|| rustix::pipe::tee(fd, out, len, SpliceFlags::NONBLOCK))
-        })
+        retry(
+            &waits,
+            Deadline::blocking(self.0.block),
+            "tee",
+            &self.0.label,
+            || sigpipe::suppress(|| rustix::pipe::tee(fd, out, len, SpliceFlags::NONBLOCK)),
+        )
     }
 }
 
@@ -371,9 +392,13 @@ impl PipeWriter {
             return Ok(0);
         }
         let fd = end.fd.as_fd();
-        retry(&[(fd, PollFlags::OUT)], deadline, "write", &end.label, || {
-            sigpipe::suppress(|| rustix::io::write(fd, buf))
-        })
+        retry(
+            &[(fd, PollFlags::OUT)],
+            deadline,
+            "write",
+            &end.label,
+            || sigpipe::suppress(|| rustix::io::write(fd, buf)),
+        )
         .map_err(peer_gone_hint)
     }
 
@@ -403,11 +428,17 @@ impl PipeWriter {
     pub fn splice_from(&self, from: impl AsFd, len: usize) -> Result<usize> {
         let (fd, src) = (self.0.fd.as_fd(), from.as_fd());
         let waits = [(src, PollFlags::IN), (fd, PollFlags::OUT)];
-        retry(&waits, Deadline::blocking(self.0.block), "splice", &self.0.label, || {
-            sigpipe::suppress(|| {
-                rustix::pipe::splice(src, None, fd, None, len, SpliceFlags::NONBLOCK)
-            })
-        })
+        retry(
+            &waits,
+            Deadline::blocking(self.0.block),
+            "splice",
+            &self.0.label,
+            || {
+                sigpipe::suppress(|| {
+                    rustix::pipe::splice(src, None, fd, None, len, SpliceFlags::NONBLOCK)
+                })
+            },
+        )
         .map_err(peer_gone_hint)
     }
 
@@ -427,9 +458,13 @@ impl PipeWriter {
             let total = bufs.iter().map(|b| b.len()).sum();
             check_packet(total, "vmsplice", &self.0.label)?;
         }
-        retry(&[(fd, PollFlags::OUT)], Deadline::blocking(self.0.block), "vmsplice", &self.0.label, || {
-            sigpipe::suppress(|| sock::vmsplice_to_pipe(fd, bufs))
-        })
+        retry(
+            &[(fd, PollFlags::OUT)],
+            Deadline::blocking(self.0.block),
+            "vmsplice",
+            &self.0.label,
+            || sigpipe::suppress(|| sock::vmsplice_to_pipe(fd, bufs)),
+        )
         .map_err(peer_gone_hint)
     }
 }
@@ -462,11 +497,20 @@ fn peer_gone_hint(e: Error) -> Error {
 ///
 /// # References
 /// - [sendfile(2)](https://man7.org/linux/man-pages/man2/sendfile.2.html)
-pub fn sendfile(to: impl AsFd, from: &File, mut offset: Option<&mut u64>, count: usize) -> Result<usize> {
+pub fn sendfile(
+    to: impl AsFd,
+    from: &File,
+    mut offset: Option<&mut u64>,
+    count: usize,
+) -> Result<usize> {
     let (out, src) = (to.as_fd(), from.as_fd());
-    retry(&[(out, PollFlags::OUT)], Deadline::Never, "sendfile", &"file", || {
-        sigpipe::suppress(|| rustix::fs::sendfile(out, src, offset.as_deref_mut(), count))
-    })
+    retry(
+        &[(out, PollFlags::OUT)],
+        Deadline::Never,
+        "sendfile",
+        &"file",
+        || sigpipe::suppress(|| rustix::fs::sendfile(out, src, offset.as_deref_mut(), count)),
+    )
     .map_err(peer_gone_hint)
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvFlags, RecvMsg, ReturnFlags, SendFlags,
-    SocketAddrAny, SocketAddrUnix, sockopt,
+    AddressFamily, RecvAncillaryBuffer, RecvFlags, RecvMsg, ReturnFlags, SendFlags, SocketAddrAny,
+    SocketAddrUnix, sockopt,
 };
 
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -118,7 +118,8 @@ pub trait SocketExt: AsFd + sealed::Sealed {
 
     /// The send buffer size (`SO_SNDBUF`), as the kernel reports it (double what was set).
     fn send_buffer_size(&self) -> Result<usize> {
-        sockopt::socket_send_buffer_size(self.as_fd()).op_on("getsockopt SO_SNDBUF", label(self.as_fd()))
+        sockopt::socket_send_buffer_size(self.as_fd())
+            .op_on("getsockopt SO_SNDBUF", label(self.as_fd()))
     }
 
     /// Sets the send buffer size (`SO_SNDBUF`); the kernel doubles it for bookkeeping and
@@ -130,7 +131,8 @@ pub trait SocketExt: AsFd + sealed::Sealed {
 
     /// The receive buffer size (`SO_RCVBUF`), as the kernel reports it.
     fn recv_buffer_size(&self) -> Result<usize> {
-        sockopt::socket_recv_buffer_size(self.as_fd()).op_on("getsockopt SO_RCVBUF", label(self.as_fd()))
+        sockopt::socket_recv_buffer_size(self.as_fd())
+            .op_on("getsockopt SO_RCVBUF", label(self.as_fd()))
     }
 
     /// Sets the receive buffer size (`SO_RCVBUF`); capped at `/proc/sys/net/core/rmem_max`.
@@ -158,8 +160,14 @@ socket_ext!(
 
 pub(crate) fn send_until(fd: BorrowedFd<'_>, buf: &[u8], deadline: Deadline) -> Result<usize> {
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-    retry(&[(fd, PollFlags::OUT)], deadline, "send", &label(fd), || rustix::net::send(fd, buf, flags))
-        .map_err(|e| send_error(e, fd, buf.len()))
+    retry(
+        &[(fd, PollFlags::OUT)],
+        deadline,
+        "send",
+        &label(fd),
+        || rustix::net::send(fd, buf, flags),
+    )
+    .map_err(|e| send_error(e, fd, buf.len()))
 }
 
 /// Adds what the caller can do to a failed send.
@@ -173,7 +181,9 @@ pub(crate) fn send_error(e: Error, fd: BorrowedFd<'_>, len: usize) -> Error {
             ))
         }
         Some(libc::EPIPE | libc::ECONNRESET) => e.with_hint("the peer closed its end"),
-        Some(libc::ECONNREFUSED) => e.with_hint("no socket is bound at the peer's address any more"),
+        Some(libc::ECONNREFUSED) => {
+            e.with_hint("no socket is bound at the peer's address any more")
+        }
         _ => e,
     }
 }
@@ -210,13 +220,13 @@ pub(crate) fn check_recv(msg: &RecvMsg, len: usize, fd: BorrowedFd<'_>) -> Resul
         ));
     }
     if msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > len {
-        return Err(Error::new("recv", ErrorKind::MessageTooLarge).with_object(label(fd)).with_hint(
-            format!(
+        return Err(Error::new("recv", ErrorKind::MessageTooLarge)
+            .with_object(label(fd))
+            .with_hint(format!(
                 "a {}-byte message did not fit the {len}-byte buffer and was discarded; \
                  receive into a buffer as large as the largest message",
                 msg.bytes
-            ),
-        ));
+            )));
     }
     Ok(())
 }

@@ -37,11 +37,19 @@ impl Deadline {
 
     /// The deadline for a blocking (`true`) or non-blocking (`false`) default mode.
     pub(crate) fn blocking(block: bool) -> Deadline {
-        if block { Deadline::Never } else { Deadline::Now }
+        if block {
+            Deadline::Never
+        } else {
+            Deadline::Now
+        }
     }
 
     /// The time left, `Ok(None)` for no limit, or the error to return when none is left.
-    pub(crate) fn remaining(&self, op: &'static str, object: &dyn Display) -> Result<Option<Duration>> {
+    pub(crate) fn remaining(
+        &self,
+        op: &'static str,
+        object: &dyn Display,
+    ) -> Result<Option<Duration>> {
         match *self {
             Deadline::Now => Err(Error::from_errno(op, libc::EAGAIN).with_object(object)),
             Deadline::Never => Ok(None),
@@ -84,14 +92,22 @@ pub(crate) fn wait_fd(
 /// Polls `fd` once without waiting and returns what it reports.
 pub(crate) fn poll_now(fd: BorrowedFd<'_>, events: PollFlags) -> PollFlags {
     let mut fds = [PollFd::new(&fd, events)];
-    match poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })) {
+    match poll(
+        &mut fds,
+        Some(&rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+    ) {
         Ok(_) => fds[0].revents(),
         Err(_) => PollFlags::empty(),
     }
 }
 
-const MAX_TIMESPEC: rustix::time::Timespec =
-    rustix::time::Timespec { tv_sec: i64::MAX / 2, tv_nsec: 0 };
+const MAX_TIMESPEC: rustix::time::Timespec = rustix::time::Timespec {
+    tv_sec: i64::MAX / 2,
+    tv_nsec: 0,
+};
 
 /// Runs a non-blocking `attempt` until it succeeds, the deadline passes, or it fails with
 /// something other than `EAGAIN`/`EINTR`. Between attempts it waits, in turn, for each

@@ -34,7 +34,10 @@ pub(crate) fn suppress<T>(write: impl FnOnce() -> rustix::io::Result<T>) -> rust
         libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
         let result = write();
         if matches!(result, Err(rustix::io::Errno::PIPE)) && !was_pending {
-            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             while libc::sigtimedwait(set.as_ptr(), std::ptr::null_mut(), &zero) == -1
                 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
             {}

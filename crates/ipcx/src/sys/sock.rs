@@ -27,7 +27,9 @@ pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
         );
         if rc != 0 {
             return Err(rustix::io::Errno::from_raw_os_error(
-                std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL),
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EINVAL),
             ));
         }
         if fd < 0 {
@@ -42,8 +44,10 @@ pub(crate) fn vmsplice_to_pipe(
     pipe: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
 ) -> rustix::io::Result<usize> {
-    let raw: Vec<rustix::pipe::IoSliceRaw<'_>> =
-        bufs.iter().map(|b| rustix::pipe::IoSliceRaw::from_slice(b)).collect();
+    let raw: Vec<rustix::pipe::IoSliceRaw<'_>> = bufs
+        .iter()
+        .map(|b| rustix::pipe::IoSliceRaw::from_slice(b))
+        .collect();
     // SAFETY:
     // - every slice is borrowed for the whole call, so the memory is valid for reads;
     // - the descriptor is the write end of a pipe: the kernel only reads the buffers

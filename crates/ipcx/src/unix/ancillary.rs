@@ -89,9 +89,12 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
                 .with_hint("descriptors must travel with at least one byte of data"));
         }
         if fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new("sendmsg", ErrorKind::InvalidInput).with_object(label(fd)).with_hint(
-                format!("{} descriptors is more than one message carries ({MAX_FDS_PER_MESSAGE})", fds.len()),
-            ));
+            return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
+                .with_object(label(fd))
+                .with_hint(format!(
+                    "{} descriptors is more than one message carries ({MAX_FDS_PER_MESSAGE})",
+                    fds.len()
+                )));
         }
         let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
         let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
@@ -125,9 +128,11 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     fn recv_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
         let fd = self.as_fd();
         if max_fds > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new("recvmsg", ErrorKind::InvalidInput).with_object(label(fd)).with_hint(
-                format!("max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"),
-            ));
+            return Err(Error::new("recvmsg", ErrorKind::InvalidInput)
+                .with_object(label(fd))
+                .with_hint(format!(
+                    "max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"
+                )));
         }
         let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
         let len = buf.len();
@@ -138,16 +143,27 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
             flags |= RecvFlags::TRUNC;
         }
         let mut fds = Vec::new();
-        let msg = retry(&[(fd, PollFlags::IN)], Deadline::Never, "recvmsg", &label(fd), || {
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let msg = rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
-            for message in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(received) = message {
-                    fds.extend(received);
+        let msg = retry(
+            &[(fd, PollFlags::IN)],
+            Deadline::Never,
+            "recvmsg",
+            &label(fd),
+            || {
+                let mut control = RecvAncillaryBuffer::new(&mut space);
+                let msg = rustix::net::recvmsg(
+                    fd,
+                    &mut [IoSliceMut::new(&mut *buf)],
+                    &mut control,
+                    flags,
+                )?;
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(received) = message {
+                        fds.extend(received);
+                    }
                 }
-            }
-            Ok(msg)
-        })?;
+                Ok(msg)
+            },
+        )?;
         // From here on, `fds` owns whatever arrived: every early return closes them all.
         if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
             let got = fds.len();

@@ -107,7 +107,10 @@ pub struct BindOptions {
 
 impl Default for BindOptions {
     fn default() -> BindOptions {
-        BindOptions { mode: 0o600, backlog: DEFAULT_BACKLOG }
+        BindOptions {
+            mode: 0o600,
+            backlog: DEFAULT_BACKLOG,
+        }
     }
 }
 
@@ -134,19 +137,31 @@ impl BindOptions {
     /// Binds and listens with a stream socket.
     pub fn listen(&self, path: impl AsRef<Path>) -> Result<SocketFile<UnixListener>> {
         let (fd, owner) = self.bind(path.as_ref(), SocketType::STREAM)?;
-        Ok(SocketFile { socket: UnixListener::from(fd), owner })
+        Ok(SocketFile {
+            socket: UnixListener::from(fd),
+            owner,
+        })
     }
 
     /// Binds a datagram socket.
     pub fn bind_datagram(&self, path: impl AsRef<Path>) -> Result<SocketFile<UnixDatagram>> {
         let (fd, owner) = self.bind(path.as_ref(), SocketType::DGRAM)?;
-        Ok(SocketFile { socket: UnixDatagram::from(fd), owner })
+        Ok(SocketFile {
+            socket: UnixDatagram::from(fd),
+            owner,
+        })
     }
 
     /// Binds and listens with a seqpacket socket.
-    pub fn listen_seqpacket(&self, path: impl AsRef<Path>) -> Result<SocketFile<SeqpacketListener>> {
+    pub fn listen_seqpacket(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<SocketFile<SeqpacketListener>> {
         let (fd, owner) = self.bind(path.as_ref(), SocketType::SEQPACKET)?;
-        Ok(SocketFile { socket: SeqpacketListener::from_listening(fd)?, owner })
+        Ok(SocketFile {
+            socket: SeqpacketListener::from_listening(fd)?,
+            owner,
+        })
     }
 
     fn bind(&self, path: &Path, ty: SocketType) -> Result<(OwnedFd, PathOwner)> {
@@ -186,13 +201,18 @@ fn clear_stale(path: &Path, ty: SocketType) -> Result<()> {
         Err(Errno::NOENT) => return Ok(()),
         other => other.op_on("stat", &object)?,
     };
-    let refuse = |kind, hint: String| Err(Error::new("bind", kind).with_object(&object).with_hint(hint));
+    let refuse = |kind, hint: String| {
+        Err(Error::new("bind", kind)
+            .with_object(&object)
+            .with_hint(hint))
+    };
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Socket => {}
         FileType::Symlink => {
             return refuse(
                 ErrorKind::PermissionDenied,
-                "a symbolic link is planted at the socket path; refusing to follow or remove it".into(),
+                "a symbolic link is planted at the socket path; refusing to follow or remove it"
+                    .into(),
             );
         }
         other => {
@@ -206,14 +226,22 @@ fn clear_stale(path: &Path, ty: SocketType) -> Result<()> {
     if st.st_uid != me {
         return refuse(
             ErrorKind::PermissionDenied,
-            format!("the socket file belongs to uid {} (you are uid {me}); refusing to take it over", st.st_uid),
+            format!(
+                "the socket file belongs to uid {} (you are uid {me}); refusing to take it over",
+                st.st_uid
+            ),
         );
     }
     // Is a process still behind it? A dead socket refuses connections; a live one
     // accepts, queues (EAGAIN) or is of another type (EPROTOTYPE).
     let addr = SocketAddrUnix::new(path).op_on("bind", &object)?;
-    let probe = rustix::net::socket_with(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None)
-        .op_on("socket", &object)?;
+    let probe = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        ty,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .op_on("socket", &object)?;
     match rustix::net::connect(&probe, &addr) {
         Err(Errno::CONNREFUSED) => {
             // Stale, and ours: remove it, unless it changed under us since the stat.
@@ -222,7 +250,10 @@ fn clear_stale(path: &Path, ty: SocketType) -> Result<()> {
                     std::fs::remove_file(path).op_on("unlink stale socket", &object)
                 }
                 Err(Errno::NOENT) => Ok(()),
-                _ => refuse(ErrorKind::AlreadyExists, "the socket file was replaced while checking it".into()),
+                _ => refuse(
+                    ErrorKind::AlreadyExists,
+                    "the socket file was replaced while checking it".into(),
+                ),
             }
         }
         Err(Errno::ACCESS) | Err(Errno::PERM) => refuse(
@@ -263,24 +294,34 @@ pub fn listen_seqpacket(path: impl AsRef<Path>) -> Result<SocketFile<SeqpacketLi
 /// [`ErrorKind::PeerGone`] (`ECONNREFUSED`) when no one listens; [`ErrorKind::NotFound`]
 /// when the path does not exist; [`ErrorKind::TimedOut`] when the backlog stayed full.
 pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixStream> {
-    connect_socket(path.as_ref(), SocketType::STREAM, Deadline::after(timeout)).map(UnixStream::from)
+    connect_socket(path.as_ref(), SocketType::STREAM, Deadline::after(timeout))
+        .map(UnixStream::from)
 }
 
 pub(crate) fn connect_socket(path: &Path, ty: SocketType, deadline: Deadline) -> Result<OwnedFd> {
     check_socket_path(path)?;
     let object = path.display();
     let addr = SocketAddrUnix::new(path).op_on("connect", &object)?;
-    let fd = rustix::net::socket_with(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None)
-        .op_on("socket", &object)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        ty,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .op_on("socket", &object)?;
     // A Unix connect never completes asynchronously: it succeeds, or fails with EAGAIN
     // while the backlog is full, for which the kernel offers no readiness event.
-    retry_sleeping(&[Errno::AGAIN], deadline, "connect", &object, || rustix::net::connect(&fd, &addr))
-        .map_err(|e| match e.errno() {
-            Some(libc::ECONNREFUSED) => e.with_hint("nothing is listening: the server is gone or not started"),
-            Some(libc::ENOENT) => e.with_hint("no socket file at this path"),
-            Some(libc::EPROTOTYPE) => e.with_hint("the socket at this path is of another type"),
-            _ => e,
-        })?;
+    retry_sleeping(&[Errno::AGAIN], deadline, "connect", &object, || {
+        rustix::net::connect(&fd, &addr)
+    })
+    .map_err(|e| match e.errno() {
+        Some(libc::ECONNREFUSED) => {
+            e.with_hint("nothing is listening: the server is gone or not started")
+        }
+        Some(libc::ENOENT) => e.with_hint("no socket file at this path"),
+        Some(libc::EPROTOTYPE) => e.with_hint("the socket at this path is of another type"),
+        _ => e,
+    })?;
     set_blocking(&fd).op_on("F_SETFL", &object)?;
     Ok(fd)
 }

@@ -32,8 +32,10 @@ use crate::wait::{Deadline, retry};
 /// a.send(b"one")?;
 /// a.send(b"two")?;
 /// let mut buf = [0u8; 64];
-/// assert_eq!(&buf[..b.recv(&mut buf)?], b"one");
-/// assert_eq!(&buf[..b.recv(&mut buf)?], b"two");
+/// let n = b.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"one");
+/// let n = b.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"two");
 /// # Ok::<(), ipcx::Error>(())
 /// ```
 pub struct Seqpacket {
@@ -43,13 +45,18 @@ pub struct Seqpacket {
 impl Seqpacket {
     /// Connects to the seqpacket listener at `path`, waiting as long as its backlog is full.
     pub fn connect(path: impl AsRef<Path>) -> Result<Seqpacket> {
-        super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::Never).map(Seqpacket::from)
+        super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::Never)
+            .map(Seqpacket::from)
     }
 
     /// Connects, waiting at most `timeout` while the listener's backlog is full.
     pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Seqpacket> {
-        super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::after(timeout))
-            .map(Seqpacket::from)
+        super::connect_socket(
+            path.as_ref(),
+            SocketType::SEQPACKET,
+            Deadline::after(timeout),
+        )
+        .map(Seqpacket::from)
     }
 
     /// A connected pair (`socketpair(AF_UNIX, SOCK_SEQPACKET)`), close-on-exec.
@@ -94,7 +101,12 @@ impl Seqpacket {
 
     /// Receives one message, waiting at most `timeout`.
     pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        recv_until(self.fd.as_fd(), buf, Deadline::after(timeout), Framing::Messages)
+        recv_until(
+            self.fd.as_fd(),
+            buf,
+            Deadline::after(timeout),
+            Framing::Messages,
+        )
     }
 
     /// Whether the peer has closed its end and no message is left to read.
@@ -165,9 +177,13 @@ impl SeqpacketListener {
 
     fn accept_until(&self, deadline: Deadline) -> Result<Seqpacket> {
         let fd = self.fd.as_fd();
-        retry(&[(fd, PollFlags::IN)], deadline, "accept", &label(fd), || {
-            rustix::net::accept_with(fd, SocketFlags::CLOEXEC)
-        })
+        retry(
+            &[(fd, PollFlags::IN)],
+            deadline,
+            "accept",
+            &label(fd),
+            || rustix::net::accept_with(fd, SocketFlags::CLOEXEC),
+        )
         .map(Seqpacket::from)
     }
 }

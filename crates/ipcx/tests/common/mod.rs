@@ -1,0 +1,254 @@
+//! Helpers shared by the integration tests: child processes, bounded waits, signals.
+//!
+//! Multi-process tests re-execute the test binary with `IPCX_TEST_ROLE` set, running the
+//! same test function, which then plays the child's part (the pattern of ipc-channel's
+//! `src/test.rs`). Nothing here forks inside the multi-threaded test harness.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long any child may run before the test kills it and fails.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(30);
+
+/// The role this process plays, if it was started by [`child`].
+pub fn role() -> Option<String> {
+    std::env::var("IPCX_TEST_ROLE").ok()
+}
+
+/// A value the parent passed to the child.
+pub fn arg(name: &str) -> String {
+    std::env::var(format!("IPCX_TEST_{name}"))
+        .unwrap_or_else(|_| panic!("child needs IPCX_TEST_{name}"))
+}
+
+/// A command that re-runs test `test` of this binary as role `role`, with `args` passed
+/// as environment variables (`IPCX_TEST_<name>`).
+pub fn child(test: &str, role: &str, args: &[(&str, &str)]) -> Command {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"]);
+    cmd.env("IPCX_TEST_ROLE", role);
+    for (k, v) in args {
+        cmd.env(format!("IPCX_TEST_{k}"), v);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for `child` at most [`CHILD_LIMIT`], killing it if it overruns, and returns its
+/// output.
+pub fn finish(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("wait_with_output"),
+            None if start.elapsed() > CHILD_LIMIT => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait_with_output");
+                panic!(
+                    "child overran {CHILD_LIMIT:?}; stdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Reports a line from a child to its parent (libtest prints its own lines around it).
+pub fn say(line: impl std::fmt::Display) {
+    println!("@@{line}");
+}
+
+/// The lines a child reported with [`say`], joined by newlines.
+pub fn reports(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs a command to completion (bounded), asserting success, and returns what it
+/// reported with [`say`].
+pub fn run_ok(mut cmd: Command) -> String {
+    let out = finish(cmd.spawn().expect("spawn child"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed with {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reports(&out)
+}
+
+/// Reads a line the child printed, with a bound on how long to wait.
+pub fn read_line(child: &mut Child) -> String {
+    let stdout = child.stdout.as_mut().expect("child stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).expect("read child stdout") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// A fresh private directory, removed when dropped. Short, so socket paths fit.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ipcx-")
+        .tempdir_in("/tmp")
+        .expect("create temp dir")
+}
+
+/// The `python3` interpreter, or `None` with the reason printed.
+pub fn python3() -> Option<PathBuf> {
+    match Command::new("python3").arg("--version").output() {
+        Ok(out) if out.status.success() => Some(PathBuf::from("python3")),
+        _ => {
+            println!("SKIPPED: python3 is not installed, so the non-ipcx peer cannot run");
+            None
+        }
+    }
+}
+
+/// Runs a Python snippet with `args`, returning the command for the caller to wire up.
+pub fn python(script: &str, args: &[&str]) -> Option<Command> {
+    let py = python3()?;
+    let mut cmd = Command::new(py);
+    cmd.arg("-c").arg(script).args(args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Some(cmd)
+}
+
+/// Whether this process runs as root (some ownership tests need another user to exist).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Drops root for the rest of this (child) process, to provoke unprivileged limits.
+pub fn drop_root() {
+    if !is_root() {
+        return;
+    }
+    // SAFETY:
+    // - these calls take plain integers and change only this process's credentials;
+    // - it is a child process with a single test thread (started with --test-threads=1),
+    //   so no other thread is using the credentials concurrently.
+    let rc = unsafe {
+        libc::setgroups(0, std::ptr::null());
+        libc::setresgid(65534, 65534, 65534);
+        libc::setresuid(65534, 65534, 65534)
+    };
+    assert_eq!(rc, 0, "setresuid failed");
+}
+
+/// Sets this process's soft limit on open descriptors.
+pub fn set_nofile(soft: u64) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let new = rustix::process::Rlimit {
+        current: Some(soft),
+        maximum: limit.maximum,
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, new).expect("setrlimit");
+}
+
+/// The highest descriptor number open in this process, plus one.
+pub fn fd_high_water() -> u64 {
+    open_fds().into_iter().max().map_or(0, |n| n as u64 + 1)
+}
+
+/// The descriptors open in this process.
+pub fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// What `/proc/self/fd/N` points at ("pipe:[123]", "socket:[456]", a path).
+pub fn fd_target(fd: BorrowedFd<'_>) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether `fd` has `FD_CLOEXEC` set.
+pub fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
+    rustix::io::fcntl_getfd(fd)
+        .expect("F_GETFD")
+        .contains(rustix::io::FdFlags::CLOEXEC)
+}
+
+/// The mode bits of a path (not following a final symlink).
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Restores `SIGPIPE`'s default action (death) in this child process, as a C program
+/// would have it, so a test can prove ipcx never lets it fire.
+pub fn default_sigpipe() {
+    // SAFETY:
+    // - `SIG_DFL` is a valid disposition for SIGPIPE;
+    // - the previous disposition (ignore, set by the Rust runtime) needs no clean-up.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Whether `SIGPIPE` is pending for this thread or process.
+pub fn sigpipe_pending() -> bool {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `set` is a local that `sigemptyset`/`sigpending` initialise before it is read.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigpending(set.as_mut_ptr());
+        libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1
+    }
+}
+
+/// Runs `f` on this thread while another thread interrupts it with `SIGUSR1` every few
+/// milliseconds (a real signal with a real handler, so blocking calls see `EINTR`), and
+/// returns `f`'s result with the number of signals the handler caught.
+pub fn under_signal_storm<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let caught = Arc::new(AtomicBool::new(false));
+    let id = signal_hook::flag::register(signal_hook::consts::SIGUSR1, caught.clone())
+        .expect("register");
+    // SAFETY: pthread_self has no preconditions.
+    let target = unsafe { libc::pthread_self() };
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let storm = {
+        let (done, count, caught) = (done.clone(), count.clone(), caught.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                // SAFETY: `target` is the thread running `f`, alive until `done` is set
+                // (the spawning thread joins this one before it returns).
+                unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+                std::thread::sleep(Duration::from_millis(3));
+                if caught.swap(false, Ordering::AcqRel) {
+                    count.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        })
+    };
+    let result = f();
+    done.store(true, Ordering::Release);
+    storm.join().expect("signal thread");
+    signal_hook::low_level::unregister(id);
+    (result, count.load(Ordering::Acquire))
+}
