@@ -1,12 +1,16 @@
 //! Ownership of named objects: the creator unlinks, openers never do.
 //!
-//! A [`PathOwner`] records the identity (device and inode) of the file its creator made.
-//! On drop it removes the path only if the path still names that very file, so an owner
-//! never deletes a replacement that another process put there after it.
+//! A [`PathOwner`] holds an `O_PATH` descriptor on the file its creator made, which pins
+//! the inode: while it is open, the filesystem cannot give its inode number to another
+//! file. On drop the owner removes the path only if the path still names that very inode,
+//! so it never deletes a replacement that another process put there after it. (Comparing
+//! device and inode numbers alone is not enough: filesystems reuse a freed inode number
+//! at once.) Each owned named object therefore costs one descriptor.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, statat};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, statat};
 
 use crate::error::{Context, Result};
 
@@ -29,6 +33,8 @@ pub enum OpenMode {
 #[derive(Debug)]
 pub(crate) struct PathOwner {
     path: PathBuf,
+    /// Keeps the inode alive, so its number stays unique while the owner exists.
+    _pin: OwnedFd,
     dev: u64,
     ino: u64,
     keep: bool,
@@ -37,9 +43,13 @@ pub(crate) struct PathOwner {
 impl PathOwner {
     /// Records the file now at `path` as created by the caller.
     pub(crate) fn record(path: &Path) -> Result<PathOwner> {
-        let st = statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).op_on("stat", path.display())?;
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let pin =
+            rustix::fs::open(path, flags, Mode::empty()).op_on("open O_PATH", path.display())?;
+        let st = rustix::fs::fstat(&pin).op_on("stat", path.display())?;
         Ok(PathOwner {
             path: path.to_path_buf(),
+            _pin: pin,
             dev: st.st_dev,
             ino: st.st_ino,
             keep: false,
