@@ -255,7 +255,8 @@ impl fmt::Display for SockLabel<'_> {
 }
 
 fn is_unnamed(addr: &SocketAddrAny) -> bool {
-    SocketAddrUnix::try_from(addr.clone()).is_ok_and(|u| u.is_unnamed())
+    SocketAddrUnix::try_from(addr.clone())
+        .is_ok_and(|u| u.is_unnamed() || u.abstract_name().is_some_and(<[u8]>::is_empty))
 }
 
 pub(crate) fn describe_addr(addr: &SocketAddrAny) -> String {
@@ -263,7 +264,7 @@ pub(crate) fn describe_addr(addr: &SocketAddrAny) -> String {
         match SocketAddrUnix::try_from(addr.clone()) {
             Ok(u) => match (u.path_bytes(), u.abstract_name()) {
                 (Some(p), _) => format!("unix:{}", String::from_utf8_lossy(p)),
-                (None, Some(a)) => format!("unix:@{}", String::from_utf8_lossy(a)),
+                (None, Some(a)) if !a.is_empty() => format!("unix:@{}", String::from_utf8_lossy(a)),
                 _ => "unnamed unix socket".to_string(),
             },
             Err(_) => "unix socket".to_string(),

@@ -358,7 +358,7 @@ fn pipe_descriptors_do_not_leak_into_children() {
 #[test]
 fn out_of_descriptors_is_limit_reached_naming_the_limit() {
     if common::role().is_some() {
-        let limit = common::fd_high_water() + 4;
+        let limit = common::lowest_free_fd() + 4;
         common::set_nofile(limit);
         let mut pipes = Vec::new();
         let err = loop {

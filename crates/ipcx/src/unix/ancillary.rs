@@ -61,7 +61,7 @@ mod sealed {
 /// let mut text = String::new();
 /// received.read_to_string(&mut text)?;
 /// assert_eq!(text, "shared");
-/// assert_eq!(b.peer_cred()?.pid, std::process::id());
+/// assert_eq!(b.peer_credentials()?.pid, std::process::id());
 /// # fn tempfile_like() -> std::io::Result<std::os::fd::OwnedFd> {
 /// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true)
 /// #         .open(std::env::temp_dir().join(format!("ipcx-doc-fd-{}", std::process::id())))?;
@@ -190,7 +190,7 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// The peer's pid, uid and gid as the kernel recorded them at connect time
     /// (`SO_PEERCRED`). For a socket pair, the process that created the pair.
     #[doc(alias = "SO_PEERCRED")]
-    fn peer_cred(&self) -> Result<PeerCred> {
+    fn peer_credentials(&self) -> Result<PeerCred> {
         let fd = self.as_fd();
         let cred = sockopt::socket_peercred(fd).op_on("getsockopt SO_PEERCRED", label(fd))?;
         Ok(PeerCred {
@@ -212,7 +212,7 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
         crate::sys::sock::peer_pidfd(fd).map_err(|e| {
             let err = Error::from_errno("getsockopt SO_PEERPIDFD", e.raw_os_error()).with_object(label(fd));
             if e == rustix::io::Errno::NOPROTOOPT {
-                err.with_hint("the kernel is older than Linux 6.5; use peer_cred, and do not trust the pid alone")
+                err.with_hint("the kernel is older than Linux 6.5; use peer_credentials, and do not trust the pid alone")
             } else {
                 err
             }

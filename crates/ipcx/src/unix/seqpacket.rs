@@ -22,8 +22,10 @@ use crate::wait::{Deadline, retry};
 /// credentials).
 ///
 /// A zero-length message is delivered as a receive of 0 bytes, which is also how end of
-/// file reads: to tell them apart, keep zero-length messages out of your protocol or
-/// check [`Seqpacket::peer_closed`].
+/// file reads (the kernel marks neither). After a receive of 0 bytes,
+/// [`Seqpacket::peer_closed`] returning `false` proves it was an empty message; `true`
+/// means end of file, unless the peer's very last message before closing was empty.
+/// Protocols that need certainty keep zero-length messages out.
 ///
 /// # Examples
 ///
@@ -109,10 +111,11 @@ impl Seqpacket {
         )
     }
 
-    /// Whether the peer has closed its end and no message is left to read.
+    /// Whether the peer has closed its end (or shut down writing). Messages it sent
+    /// before closing may still be queued; they are received before end of file.
     pub fn peer_closed(&self) -> bool {
         let ev = crate::wait::poll_now(self.fd.as_fd(), PollFlags::IN | PollFlags::RDHUP);
-        ev.intersects(PollFlags::HUP | PollFlags::RDHUP) && !ev.contains(PollFlags::IN)
+        ev.intersects(PollFlags::HUP | PollFlags::RDHUP)
     }
 }
 

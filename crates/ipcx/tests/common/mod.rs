@@ -162,9 +162,13 @@ pub fn set_nofile(soft: u64) {
     rustix::process::setrlimit(rustix::process::Resource::Nofile, new).expect("setrlimit");
 }
 
-/// The highest descriptor number open in this process, plus one.
-pub fn fd_high_water() -> u64 {
-    open_fds().into_iter().max().map_or(0, |n| n as u64 + 1)
+/// The number the next new descriptor would get: the lowest one not open. A soft
+/// `RLIMIT_NOFILE` equal to it leaves no room for one more.
+pub fn lowest_free_fd() -> u64 {
+    // Probe with F_GETFD: listing /proc/self/fd would count the listing's own descriptor.
+    // SAFETY: F_GETFD only reads the flags of descriptor `n`, or fails with EBADF.
+    let free = (0..).find(|&n| unsafe { libc::fcntl(n, libc::F_GETFD) } == -1);
+    free.map_or(0, |n: i32| n as u64)
 }
 
 /// The descriptors open in this process.
@@ -251,4 +255,23 @@ pub fn under_signal_storm<T>(f: impl FnOnce() -> T) -> (T, usize) {
     storm.join().expect("signal thread");
     signal_hook::low_level::unregister(id);
     (result, count.load(Ordering::Acquire))
+}
+
+/// Waits (bounded by [`CHILD_LIMIT`]) until `fd` is readable.
+pub fn wait_readable(fd: BorrowedFd<'_>) {
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let limit = rustix::time::Timespec {
+        tv_sec: CHILD_LIMIT.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let ready = loop {
+        match rustix::event::poll(&mut fds, Some(&limit)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other.expect("poll"),
+        }
+    };
+    assert_eq!(ready, 1, "nothing arrived within {CHILD_LIMIT:?}");
 }

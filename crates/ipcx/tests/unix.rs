@@ -1,0 +1,768 @@
+//! Unix domain sockets across real processes: the three types, socket files, descriptor
+//! passing, credentials, limits and faults.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ipcx::unix::{
+    BindOptions, ListenerExt, MAX_FDS_PER_MESSAGE, Seqpacket, UnixSocketExt, bind_datagram, listen,
+    listen_seqpacket,
+};
+use ipcx::{ErrorKind, SocketExt};
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn stream_server_knows_its_client_by_kernel_credentials() {
+    if common::role().is_some() {
+        let mut s = ipcx::unix::connect_timeout(common::arg("PATH"), T).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        common::say(String::from_utf8_lossy(&buf));
+        std::process::exit(0);
+    }
+    let dir = common::tempdir();
+    let path = dir.path().join("srv");
+    let server = listen(&path).unwrap();
+    let child = common::child(
+        "stream_server_knows_its_client_by_kernel_credentials",
+        "client",
+        &[("PATH", path.to_str().unwrap())],
+    )
+    .spawn()
+    .unwrap();
+    let child_pid = child.id();
+    let mut conn = server.accept_timeout(T).unwrap();
+    let cred = conn.peer_credentials().unwrap();
+    assert_eq!(cred.pid, child_pid);
+    assert_eq!(cred.uid, rustix::process::geteuid().as_raw());
+    let pidfd = conn.peer_pidfd().unwrap();
+    assert!(common::is_cloexec(pidfd.as_fd()));
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf).unwrap();
+    conn.write_all(b"pong").unwrap();
+    let out = common::finish(child);
+    assert_eq!(common::reports(&out), "pong");
+    // The pidfd refers to that very process: it turns readable once the process is gone.
+    let ev = rustix::event::PollFlags::IN;
+    let mut fds = [rustix::event::PollFd::new(&pidfd, ev)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    assert_eq!(rustix::event::poll(&mut fds, Some(&zero)).unwrap(), 1);
+}
+
+#[test]
+fn datagram_server_replies_to_the_sender_address() {
+    if common::role().is_some() {
+        let me = bind_datagram(common::arg("CLIENT")).unwrap();
+        me.connect(common::arg("SERVER")).unwrap();
+        me.send_timeout(b"question", T).unwrap();
+        let mut buf = [0u8; 16];
+        let n = me.recv_timeout(&mut buf, T).unwrap();
+        common::say(String::from_utf8_lossy(&buf[..n]));
+        std::process::exit(0);
+    }
+    let dir = common::tempdir();
+    let (server_path, client_path) = (dir.path().join("s"), dir.path().join("c"));
+    let server = bind_datagram(&server_path).unwrap();
+    let child = common::child(
+        "datagram_server_replies_to_the_sender_address",
+        "client",
+        &[
+            ("SERVER", server_path.to_str().unwrap()),
+            ("CLIENT", client_path.to_str().unwrap()),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut buf = [0u8; 16];
+    common::wait_readable(server.as_fd());
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"question");
+    assert_eq!(from.as_pathname(), Some(client_path.as_path()));
+    server.send_to_addr(b"answer", &from).unwrap();
+    assert_eq!(common::reports(&common::finish(child)), "answer");
+}
+
+#[test]
+fn seqpacket_keeps_boundaries_across_processes() {
+    if common::role().is_some() {
+        let s = Seqpacket::connect_timeout(common::arg("PATH"), T).unwrap();
+        for msg in [&b"one"[..], b"", b"three", &[9u8; 1000]] {
+            s.send_timeout(msg, T).unwrap();
+        }
+        common::say("sent");
+        std::process::exit(0);
+    }
+    let dir = common::tempdir();
+    let path = dir.path().join("seq");
+    let server = listen_seqpacket(&path).unwrap();
+    let child = common::child(
+        "seqpacket_keeps_boundaries_across_processes",
+        "client",
+        &[("PATH", path.to_str().unwrap())],
+    )
+    .spawn()
+    .unwrap();
+    let conn = server.accept_timeout(T).unwrap();
+    assert_eq!(conn.peer_credentials().unwrap().pid, child.id());
+    let mut buf = [0u8; 2048];
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        sizes.push(conn.recv_timeout(&mut buf, T).unwrap());
+    }
+    assert_eq!(sizes, [3, 0, 5, 1000]);
+    assert_eq!(common::reports(&common::finish(child)), "sent");
+    assert_eq!(conn.recv_timeout(&mut buf, T).unwrap(), 0);
+    assert!(conn.peer_closed());
+}
+
+#[test]
+fn python_peers_speak_all_three_socket_types() {
+    let script = r#"
+import socket, sys
+kind = {"stream": socket.SOCK_STREAM, "dgram": socket.SOCK_DGRAM, "seqpacket": socket.SOCK_SEQPACKET}[sys.argv[2]]
+s = socket.socket(socket.AF_UNIX, kind)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.send(b"hello " + sys.argv[2].encode())
+if kind != socket.SOCK_DGRAM:
+    print(s.recv(100).decode())
+"#;
+    let dir = common::tempdir();
+    for kind in ["stream", "dgram", "seqpacket"] {
+        let path = dir.path().join(kind);
+        let Some(mut cmd) = common::python(script, &[path.to_str().unwrap(), kind]) else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        match kind {
+            "stream" => {
+                let server = listen(&path).unwrap();
+                let child = cmd.spawn().unwrap();
+                let conn = server.accept_timeout(T).unwrap();
+                let n = conn.recv_timeout(&mut buf, T).unwrap();
+                assert_eq!(&buf[..n], b"hello stream");
+                conn.send_timeout(b"stream reply", T).unwrap();
+                let out = common::finish(child);
+                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stream reply");
+            }
+            "dgram" => {
+                let server = bind_datagram(&path).unwrap();
+                let child = cmd.spawn().unwrap();
+                let n = server.recv_timeout(&mut buf, T).unwrap();
+                assert_eq!(&buf[..n], b"hello dgram");
+                assert!(common::finish(child).status.success());
+            }
+            _ => {
+                let server = listen_seqpacket(&path).unwrap();
+                let child = cmd.spawn().unwrap();
+                let conn = server.accept_timeout(T).unwrap();
+                let n = conn.recv_timeout(&mut buf, T).unwrap();
+                assert_eq!(&buf[..n], b"hello seqpacket");
+                conn.send_timeout(b"seqpacket reply", T).unwrap();
+                let out = common::finish(child);
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    "seqpacket reply"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn python_peer_receives_a_descriptor_and_writes_through_it() {
+    let script = r#"
+import os, socket, sys
+s = socket.socket(fileno=0)
+msg, fds, flags, addr = socket.recv_fds(s, 16, 4)
+os.write(fds[0], b"written by python via " + msg)
+"#;
+    let Some(mut cmd) = common::python(script, &[]) else {
+        return;
+    };
+    let (ours, theirs) = ipcx::unix::stream_pair().unwrap();
+    let (rx, tx) = ipcx::pipe::pipe().unwrap();
+    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    ours.send_fds(b"SCM_RIGHTS", &[tx.as_fd()]).unwrap();
+    drop(tx);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = rx.read_timeout(&mut buf, common::CHILD_LIMIT).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(common::finish(child).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "written by python via SCM_RIGHTS"
+    );
+}
+
+#[test]
+fn descriptors_pass_to_a_child_process() {
+    if common::role().is_some() {
+        let sock = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned().unwrap());
+        let mut buf = [0u8; 8];
+        let (n, fds) = sock.recv_fds(&mut buf, 2).unwrap();
+        assert_eq!((n, fds.len()), (3, 2));
+        for fd in &fds {
+            assert!(
+                common::is_cloexec(fd.as_fd()),
+                "received descriptors are close-on-exec"
+            );
+        }
+        let mut it = fds.into_iter();
+        let w = ipcx::pipe::PipeWriter::try_from(it.next().unwrap()).unwrap();
+        w.try_write(b"via passed fd").unwrap();
+        common::say("done");
+        std::process::exit(0);
+    }
+    let (ours, theirs) = ipcx::unix::stream_pair().unwrap();
+    let (rx, tx) = ipcx::pipe::pipe().unwrap();
+    let mut cmd = common::child("descriptors_pass_to_a_child_process", "receiver", &[]);
+    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let extra = tempfile::tempfile().unwrap();
+    ours.send_fds(b"fds", &[tx.as_fd(), extra.as_fd()]).unwrap();
+    drop(tx);
+    let mut buf = [0u8; 32];
+    let n = rx.read_timeout(&mut buf, common::CHILD_LIMIT).unwrap();
+    assert_eq!(&buf[..n], b"via passed fd");
+    assert_eq!(common::reports(&common::finish(child)), "done");
+}
+
+#[test]
+fn more_descriptors_than_accepted_are_rejected_and_all_closed() {
+    if common::role().is_some() {
+        let (a, b) = Seqpacket::pair().unwrap();
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        let borrowed: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+        a.send_fds(b"x", &borrowed).unwrap();
+        let before = common::open_fds();
+        let err = b.recv_fds(&mut [0u8; 8], 1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert_eq!(
+            common::open_fds(),
+            before,
+            "every received descriptor was closed"
+        );
+        // The same on a channel that accepts none: the kernel closes them, none arrive.
+        a.send_fds(b"y", &borrowed).unwrap();
+        let err2 = b.recv_blocking(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err2.kind(), ErrorKind::Corrupt);
+        assert_eq!(common::open_fds(), before);
+        // And the channel still works afterwards.
+        a.send(b"ok").unwrap();
+        assert_eq!(b.recv_timeout(&mut [0u8; 8], T).unwrap(), 2);
+        common::say(&err);
+        common::say(&err2);
+        std::process::exit(0);
+    }
+    let out = common::run_ok(common::child(
+        "more_descriptors_than_accepted_are_rejected_and_all_closed",
+        "c",
+        &[],
+    ));
+    assert!(
+        out.contains("more than the 1 descriptors this receive accepts"),
+        "{out}"
+    );
+    assert!(
+        out.contains("attached descriptors this receive does not accept"),
+        "{out}"
+    );
+}
+
+#[test]
+fn out_of_descriptors_while_receiving_them_is_limit_reached() {
+    if common::role().is_some() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        a.send_fds(b"z", &[file.as_fd()]).unwrap();
+        let before = common::open_fds();
+        common::set_nofile(common::lowest_free_fd());
+        let err = b.recv_fds(&mut [0u8; 4], 4).unwrap_err();
+        common::set_nofile(4096);
+        assert_eq!(err.kind(), ErrorKind::LimitReached, "{err}");
+        assert_eq!(common::open_fds(), before);
+        a.send_fds(b"z", &[file.as_fd()]).unwrap();
+        assert_eq!(
+            b.recv_fds(&mut [0u8; 4], 4).unwrap().1.len(),
+            1,
+            "the socket still works"
+        );
+        common::say(err);
+        std::process::exit(0);
+    }
+    let out = common::run_ok(common::child(
+        "out_of_descriptors_while_receiving_them_is_limit_reached",
+        "c",
+        &[],
+    ));
+    assert!(
+        out.contains("had no room for them (RLIMIT_NOFILE is"),
+        "{out}"
+    );
+}
+
+#[test]
+fn descriptor_count_and_empty_data_are_checked_on_send() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let file = tempfile::tempfile().unwrap();
+    let many = vec![file.as_fd(); MAX_FDS_PER_MESSAGE + 1];
+    assert_eq!(
+        a.send_fds(b"x", &many).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        a.send_fds(b"", &[file.as_fd()]).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        b.recv_fds(&mut [0u8; 1], MAX_FDS_PER_MESSAGE + 1)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    // The most a message carries does pass.
+    let max = vec![file.as_fd(); MAX_FDS_PER_MESSAGE];
+    a.send_fds(b"m", &max).unwrap();
+    assert_eq!(
+        b.recv_fds(&mut [0u8; 1], MAX_FDS_PER_MESSAGE)
+            .unwrap()
+            .1
+            .len(),
+        MAX_FDS_PER_MESSAGE
+    );
+}
+
+#[test]
+fn out_of_descriptors_during_accept_keeps_the_listener_up() {
+    if common::role().is_some() {
+        let dir = common::tempdir();
+        let server = listen(dir.path().join("l")).unwrap();
+        let seq = listen_seqpacket(dir.path().join("q")).unwrap();
+        let _c1 = UnixStream::connect(server.path()).unwrap();
+        let _c2 = Seqpacket::connect(seq.path()).unwrap();
+        common::set_nofile(common::lowest_free_fd());
+        let e1 = server.try_accept().unwrap_err();
+        let e2 = seq.try_accept().unwrap_err();
+        common::set_nofile(4096);
+        assert_eq!(
+            (e1.kind(), e2.kind()),
+            (ErrorKind::LimitReached, ErrorKind::LimitReached)
+        );
+        // The pending connections were not lost.
+        server.accept_timeout(T).unwrap();
+        seq.accept_timeout(T).unwrap();
+        common::say(e1);
+        std::process::exit(0);
+    }
+    let out = common::run_ok(common::child(
+        "out_of_descriptors_during_accept_keeps_the_listener_up",
+        "c",
+        &[],
+    ));
+    assert!(out.starts_with("accept \"local unix:"), "{out}");
+    assert!(out.contains("limit reached (EMFILE)"), "{out}");
+}
+
+#[test]
+fn writing_to_a_closed_socket_is_peer_gone_not_sigpipe() {
+    if common::role().is_some() {
+        common::default_sigpipe();
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let e1 = a.send_blocking(b"x").unwrap_err();
+        let (c, d) = Seqpacket::pair().unwrap();
+        drop(d);
+        let e2 = c.send(b"x").unwrap_err();
+        let e3 = a.send_fds(b"x", &[c.as_fd()]).unwrap_err();
+        assert!(!common::sigpipe_pending());
+        for e in [&e1, &e2, &e3] {
+            assert_eq!(e.kind(), ErrorKind::PeerGone, "{e}");
+        }
+        common::say(e1);
+        std::process::exit(0);
+    }
+    let out = common::run_ok(common::child(
+        "writing_to_a_closed_socket_is_peer_gone_not_sigpipe",
+        "c",
+        &[],
+    ));
+    assert!(
+        out.ends_with("peer gone (EPIPE): the peer closed its end"),
+        "{out}"
+    );
+}
+
+#[test]
+fn reading_a_closed_socket_is_eof() {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.send_blocking(b"bye").unwrap();
+    drop(a);
+    let mut buf = [0u8; 8];
+    assert_eq!(b.recv_timeout(&mut buf, T).unwrap(), 3);
+    assert_eq!(b.recv_timeout(&mut buf, T).unwrap(), 0);
+}
+
+#[test]
+fn message_sizes_at_and_over_the_buffer() {
+    let (a, b) = Seqpacket::pair().unwrap();
+    let (c, d) = UnixDatagram::pair().unwrap();
+    for (tx, rx) in [(&a as &dyn SocketExtDyn, &b as &dyn SocketExtDyn), (&c, &d)] {
+        let mut buf = [0u8; 16];
+        tx.send(&[]).unwrap();
+        assert_eq!(
+            rx.recv(&mut buf).unwrap(),
+            0,
+            "a zero-length message arrives as one"
+        );
+        tx.send(&[1u8; 16]).unwrap();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 16, "exactly the buffer fits");
+        tx.send(&[2u8; 17]).unwrap();
+        tx.send(b"next").unwrap();
+        let err = rx.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+        assert!(
+            err.to_string()
+                .contains("a 17-byte message did not fit the 16-byte buffer"),
+            "{err}"
+        );
+        assert_eq!(
+            rx.recv(&mut buf).unwrap(),
+            4,
+            "the oversized message was consumed, not split"
+        );
+    }
+    // A datagram larger than the socket can ever carry is refused at send.
+    let huge = vec![0u8; c.send_buffer_size().unwrap() + 1];
+    let err = c.try_send(&huge).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    assert!(err.to_string().contains("SO_SNDBUF is"), "{err}");
+}
+
+/// The message calls of the two datagram-like types, for one loop over both.
+trait SocketExtDyn {
+    fn send(&self, m: &[u8]) -> ipcx::Result<usize>;
+    fn recv(&self, b: &mut [u8]) -> ipcx::Result<usize>;
+}
+impl<S: SocketExt> SocketExtDyn for S {
+    fn send(&self, m: &[u8]) -> ipcx::Result<usize> {
+        self.send_timeout(m, T)
+    }
+    fn recv(&self, b: &mut [u8]) -> ipcx::Result<usize> {
+        self.recv_timeout(b, T)
+    }
+}
+
+#[test]
+fn a_receiver_that_never_reads_bounds_the_sender() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let chunk = [0u8; 4096];
+    let mut queued = 0usize;
+    let err = loop {
+        match a.try_send(&chunk) {
+            Ok(n) => queued += n,
+            Err(e) => break e,
+        }
+        assert!(
+            queued < 64 << 20,
+            "the kernel kept accepting data: no backpressure"
+        );
+    };
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    let start = Instant::now();
+    let err = a
+        .send_timeout(&chunk, Duration::from_millis(50))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+#[test]
+fn receive_waits_survive_signals() {
+    let (a, b) = Seqpacket::pair().unwrap();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        a.send(b"through the storm").unwrap();
+        a
+    });
+    let mut buf = [0u8; 32];
+    let (n, signals) =
+        common::under_signal_storm(|| b.recv_timeout(&mut buf, Duration::from_secs(20)));
+    assert_eq!(n.unwrap(), 17);
+    assert!(signals > 0);
+    let _a = sender.join().unwrap();
+    let (err, signals) =
+        common::under_signal_storm(|| b.recv_timeout(&mut buf, Duration::from_millis(100)));
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(signals > 0);
+}
+
+#[test]
+fn socket_files_are_created_0600_whatever_the_umask() {
+    if common::role().is_some() {
+        let dir = common::arg("DIR");
+        rustix::process::umask(rustix::fs::Mode::empty());
+        let a = listen(Path::new(&dir).join("a")).unwrap();
+        let b = bind_datagram(Path::new(&dir).join("b")).unwrap();
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        let c = BindOptions::new()
+            .mode(0o660)
+            .listen_seqpacket(Path::new(&dir).join("c"))
+            .unwrap();
+        let paths = [
+            a.path().to_path_buf(),
+            b.path().to_path_buf(),
+            c.path().to_path_buf(),
+        ];
+        let modes: Vec<String> = [a.path(), b.path(), c.path()]
+            .iter()
+            .map(|p| format!("{:o}", common::mode_of(p)))
+            .collect();
+        drop((a, b, c)); // exit() runs no destructors: remove the files first
+        assert!(paths.iter().all(|p| !p.exists()));
+        common::say(modes.join(" "));
+        std::process::exit(0);
+    }
+    let dir = common::tempdir();
+    let out = common::run_ok(common::child(
+        "socket_files_are_created_0600_whatever_the_umask",
+        "c",
+        &[("DIR", dir.path().to_str().unwrap())],
+    ));
+    assert_eq!(out, "600 600 660");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the owners removed their files"
+    );
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let dir = common::tempdir();
+    let path = dir.path().join("live");
+    let _server = listen(&path).unwrap();
+    for err in [
+        listen(&path).unwrap_err(),
+        listen_seqpacket(&path).unwrap_err(),
+        bind_datagram(&path).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(
+            err.to_string()
+                .contains("a live socket is bound at this path"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_stale_socket_file_of_a_killed_owner_is_taken_over() {
+    if common::role().is_some() {
+        let _server = listen(common::arg("PATH")).unwrap();
+        common::say("bound");
+        // Die without running any destructor, as a crashed server would.
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .unwrap();
+        unreachable!("SIGKILL does not return");
+    }
+    let dir = common::tempdir();
+    let path = dir.path().join("stale");
+    let mut cmd = common::child(
+        "a_stale_socket_file_of_a_killed_owner_is_taken_over",
+        "victim",
+        &[("PATH", path.to_str().unwrap())],
+    );
+    let out = common::finish(cmd.spawn().unwrap());
+    assert_eq!(common::reports(&out), "bound");
+    assert!(
+        path.exists(),
+        "the killed server left its socket file behind"
+    );
+    let server = listen(&path).unwrap();
+    let _client = UnixStream::connect(&path).unwrap();
+    server.accept_timeout(T).unwrap();
+}
+
+#[test]
+fn planted_links_other_files_and_foreign_sockets_are_refused() {
+    let dir = common::tempdir();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+    let err = listen(&link).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(
+        err.to_string().contains("symbolic link is planted"),
+        "{err}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "the link was left alone"
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"data").unwrap();
+    let err = bind_datagram(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"data",
+        "the file was left alone"
+    );
+
+    if !common::is_root() {
+        println!(
+            "SKIPPED foreign-owner case: only root can make a socket file owned by another user"
+        );
+        return;
+    }
+    let foreign = dir.path().join("foreign");
+    drop(listen(&foreign).unwrap().keep()); // a stale socket file...
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap(); // ...of another user
+    let err = listen(&foreign).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+    assert!(foreign.exists());
+}
+
+#[test]
+fn invalid_socket_paths_are_rejected_before_any_system_call() {
+    let dir = common::tempdir();
+    let too_long = dir
+        .path()
+        .join("s".repeat(108 - dir.path().as_os_str().len()));
+    let bad = [
+        std::path::PathBuf::new(),
+        too_long,
+        dir.path().join(".."),
+        std::path::PathBuf::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                b"/tmp/a\0b".to_vec(),
+            ),
+        ),
+    ];
+    for path in &bad {
+        let errors = [
+            listen(path).map(drop).unwrap_err(),
+            bind_datagram(path).map(drop).unwrap_err(),
+            listen_seqpacket(path).map(drop).unwrap_err(),
+            ipcx::unix::connect_timeout(path, T).map(drop).unwrap_err(),
+            Seqpacket::connect(path).map(drop).unwrap_err(),
+        ];
+        for err in errors {
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{path:?}: {err}");
+            assert_eq!(err.errno(), None);
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn connect_failures_are_typed() {
+    let dir = common::tempdir();
+    let missing = ipcx::unix::connect_timeout(dir.path().join("none"), T).unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    let stale = dir.path().join("stale");
+    drop(listen(&stale).unwrap().keep());
+    let refused = ipcx::unix::connect_timeout(&stale, T).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::PeerGone);
+    assert!(
+        refused
+            .to_string()
+            .contains("(ECONNREFUSED): nothing is listening"),
+        "{refused}"
+    );
+
+    // A listener that never accepts: once its backlog is full, connect times out.
+    let full = BindOptions::new()
+        .backlog(0)
+        .listen_seqpacket(dir.path().join("full"))
+        .unwrap();
+    let mut clients = Vec::new();
+    let err = loop {
+        match Seqpacket::connect_timeout(full.path(), Duration::from_millis(30)) {
+            Ok(c) => clients.push(c),
+            Err(e) => break e,
+        }
+        assert!(clients.len() < 16, "the backlog never filled");
+    };
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+}
+
+#[test]
+fn accept_forms_would_block_and_time_out() {
+    let dir = common::tempdir();
+    let stream = listen(dir.path().join("s")).unwrap();
+    let seq = listen_seqpacket(dir.path().join("q")).unwrap();
+    assert_eq!(
+        stream.try_accept().unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    assert_eq!(seq.try_accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        stream
+            .accept_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
+    assert_eq!(
+        seq.accept_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
+}
+
+#[test]
+fn every_socket_descriptor_is_close_on_exec() {
+    let dir = common::tempdir();
+    let l = listen(dir.path().join("l")).unwrap();
+    let q = listen_seqpacket(dir.path().join("q")).unwrap();
+    let d = bind_datagram(dir.path().join("d")).unwrap();
+    let c1 = ipcx::unix::connect_timeout(l.path(), T).unwrap();
+    let a1 = l.accept_timeout(T).unwrap();
+    let c2 = Seqpacket::connect(q.path()).unwrap();
+    let a2 = q.accept_timeout(T).unwrap();
+    let (p1, p2) = ipcx::unix::stream_pair().unwrap();
+    let (p3, p4) = ipcx::unix::datagram_pair().unwrap();
+    let (p5, p6) = ipcx::unix::seqpacket_pair().unwrap();
+    let fds = [
+        l.as_fd(),
+        q.as_fd(),
+        d.as_fd(),
+        c1.as_fd(),
+        a1.as_fd(),
+        c2.as_fd(),
+        a2.as_fd(),
+        p1.as_fd(),
+        p2.as_fd(),
+        p3.as_fd(),
+        p4.as_fd(),
+        p5.as_fd(),
+        p6.as_fd(),
+    ];
+    for (i, fd) in fds.into_iter().enumerate() {
+        assert!(common::is_cloexec(fd), "descriptor {i} is inheritable");
+    }
+}
