@@ -152,7 +152,9 @@ struct End {
 }
 
 impl End {
-    fn from_fd(fd: OwnedFd, label: Label, op: &'static str) -> Result<End> {
+    /// Takes a pipe or FIFO descriptor and makes it non-blocking underneath. `block` is
+    /// the mode `Read`/`Write` present; `None` keeps the mode the descriptor had.
+    fn from_fd(fd: OwnedFd, label: Label, op: &'static str, block: Option<bool>) -> Result<End> {
         let st = rustix::fs::fstat(&fd).op_on(op, &label)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
             return Err(Error::new(op, ErrorKind::InvalidInput)
@@ -163,7 +165,7 @@ impl End {
         rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op_on("F_SETFL", &label)?;
         Ok(End {
             fd,
-            block: !flags.contains(OFlags::NONBLOCK),
+            block: block.unwrap_or(!flags.contains(OFlags::NONBLOCK)),
             packet: flags.contains(OFlags::DIRECT),
             label,
         })
@@ -226,8 +228,9 @@ pub struct PipeReader(End);
 pub struct PipeWriter(End);
 
 impl PipeReader {
+    /// A FIFO end opened by ipcx: `Read`/`Write` block, as on a pipe.
     pub(crate) fn from_parts(fd: OwnedFd, label: Label, op: &'static str) -> Result<PipeReader> {
-        End::from_fd(fd, label, op).map(PipeReader)
+        End::from_fd(fd, label, op, Some(true)).map(PipeReader)
     }
 
     /// Reads what is available now, without waiting.
@@ -351,8 +354,9 @@ impl PipeReader {
 }
 
 impl PipeWriter {
+    /// A FIFO end opened by ipcx: `Read`/`Write` block, as on a pipe.
     pub(crate) fn from_parts(fd: OwnedFd, label: Label, op: &'static str) -> Result<PipeWriter> {
-        End::from_fd(fd, label, op).map(PipeWriter)
+        End::from_fd(fd, label, op, Some(true)).map(PipeWriter)
     }
 
     /// Writes what fits now, without waiting. Returns how many bytes were written.
@@ -568,9 +572,14 @@ macro_rules! end_conversions {
 
         impl TryFrom<OwnedFd> for $ty {
             type Error = Error;
-            /// Adopts a pipe or FIFO descriptor; fails with `InvalidInput` for any other.
+            /// Adopts a pipe or FIFO descriptor, keeping its blocking mode for
+            /// `Read`/`Write`; fails with `InvalidInput` for any other descriptor.
+            ///
+            /// The open file description becomes non-blocking underneath (ipcx restores
+            /// the mode when the descriptor leaves it), which duplicates of the
+            /// descriptor held elsewhere also see.
             fn try_from(fd: OwnedFd) -> Result<$ty> {
-                End::from_fd(fd, Arc::from("pipe"), "adopt").map($ty)
+                End::from_fd(fd, Arc::from("pipe"), "adopt", None).map($ty)
             }
         }
 

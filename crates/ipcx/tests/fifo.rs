@@ -1,4 +1,5 @@
 //! FIFOs across real processes: ownership, exclusivity, modes, open timeouts, names.
+#![allow(clippy::unwrap_used)] // a failed unwrap is how a test reports failure
 
 mod common;
 
@@ -273,4 +274,22 @@ fn fifo_ends_are_close_on_exec() {
     let w = fifo.open_writer_timeout(Duration::from_secs(5)).unwrap();
     assert!(common::is_cloexec(r.as_fd()));
     assert!(common::is_cloexec(w.as_fd()));
+}
+
+#[test]
+fn fifo_ends_block_in_read_and_write_like_pipes() {
+    use std::io::Read;
+    let dir = common::tempdir();
+    let fifo = Fifo::create(dir.path().join("big")).unwrap();
+    let mut reader = fifo.open_reader().unwrap();
+    let mut writer = fifo.open_writer_timeout(Duration::from_secs(5)).unwrap();
+    // Four times the FIFO's capacity: Write must wait for the reader, not fail with EAGAIN.
+    let total = 4 * writer.capacity().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&vec![3u8; total]).unwrap();
+    });
+    let mut got = Vec::new();
+    reader.read_to_end(&mut got).unwrap();
+    sender.join().unwrap();
+    assert_eq!(got.len(), total);
 }

@@ -1,8 +1,8 @@
 //! Anonymous pipes across real processes: success, limits and faults.
+#![allow(clippy::unwrap_used)] // a failed unwrap is how a test reports failure
 
 mod common;
 
-use std::fs::File;
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
@@ -458,7 +458,7 @@ fn adopting_descriptors_checks_they_are_pipes() {
     std_tx.write_all(b"std").unwrap();
     let mut buf = [0u8; 4];
     assert_eq!(rx.try_read(&mut buf).unwrap(), 3);
-    let file: OwnedFd = File::from(tempfile::tempfile().unwrap()).into();
+    let file: OwnedFd = tempfile::tempfile().unwrap().into();
     let err = ipcx::pipe::PipeReader::try_from(file).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("not a pipe or FIFO"), "{err}");

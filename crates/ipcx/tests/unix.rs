@@ -1,5 +1,6 @@
 //! Unix domain sockets across real processes: the three types, socket files, descriptor
 //! passing, credentials, limits and faults.
+#![allow(clippy::unwrap_used)] // a failed unwrap is how a test reports failure
 
 mod common;
 
@@ -765,4 +766,45 @@ fn every_socket_descriptor_is_close_on_exec() {
     for (i, fd) in fds.into_iter().enumerate() {
         assert!(common::is_cloexec(fd), "descriptor {i} is inheritable");
     }
+}
+
+#[test]
+fn credentials_of_a_socket_without_a_peer_are_an_error() {
+    let dir = common::tempdir();
+    let lone = bind_datagram(dir.path().join("lone")).unwrap();
+    let err = lone.peer_credentials().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("the socket has no peer"), "{err}");
+}
+
+#[test]
+fn descriptor_passing_has_try_and_timeout_forms() {
+    let (a, b) = Seqpacket::pair().unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        b.try_recv_fds(&mut buf, 1).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    let err = b
+        .recv_fds_timeout(&mut buf, 1, Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    let file = tempfile::tempfile().unwrap();
+    let sent = loop {
+        match a.try_send_fds(b"f", &[file.as_fd()]) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        sent.kind(),
+        ErrorKind::WouldBlock,
+        "a full socket pushes back"
+    );
+    let err = a
+        .send_fds_timeout(b"f", &[file.as_fd()], Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    let (n, fds) = b.recv_fds_timeout(&mut buf, 1, T).unwrap();
+    assert_eq!((n, fds.len()), (1, 1));
 }

@@ -57,3 +57,35 @@ pub(crate) fn vmsplice_to_pipe(
     //   `PipeWriter::vmsplice`: the reader may then see the newer contents).
     unsafe { rustix::pipe::vmsplice(pipe, &raw, rustix::pipe::SpliceFlags::NONBLOCK) }
 }
+
+/// `getsockopt(SO_PEERCRED)`, read into `libc::ucred`: the kernel reports pid 0 (and
+/// uid/gid -1) for a socket with no peer, which a non-zero pid type cannot hold.
+pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> rustix::io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY:
+    // - `sock` is a live descriptor for the duration of the call (it is borrowed);
+    // - `cred` is a local `ucred`, and `len` announces exactly its size;
+    // - every bit pattern is a valid `ucred` (three integers).
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL),
+        ));
+    }
+    Ok(cred)
+}

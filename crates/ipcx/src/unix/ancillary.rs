@@ -4,6 +4,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::net::{
@@ -82,35 +83,23 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// flight exceed the kernel's limit.
     #[doc(alias = "SCM_RIGHTS")]
     fn send_fds(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
-        let fd = self.as_fd();
-        if data.is_empty() {
-            return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
-                .with_object(label(fd))
-                .with_hint("descriptors must travel with at least one byte of data"));
-        }
-        if fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
-                .with_object(label(fd))
-                .with_hint(format!(
-                    "{} descriptors is more than one message carries ({MAX_FDS_PER_MESSAGE})",
-                    fds.len()
-                )));
-        }
-        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-        retry(&[(fd, PollFlags::OUT)], Deadline::Never, "sendmsg", &label(fd), || {
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if !fds.is_empty() {
-                control.push(SendAncillaryMessage::ScmRights(fds));
-            }
-            rustix::net::sendmsg(fd, &[IoSlice::new(data)], &mut control, flags)
-        })
-        .map_err(|e| match e.errno() {
-            Some(libc::ETOOMANYREFS) => e.with_kind(ErrorKind::LimitReached).with_hint(
-                "too many descriptors are in flight on Unix sockets for this user (RLIMIT_NOFILE bounds them)",
-            ),
-            _ => send_error(e, fd, data.len()),
-        })
+        send_fds_until(self.as_fd(), data, fds, Deadline::Never)
+    }
+
+    /// [`send_fds`](UnixSocketExt::send_fds) only if there is room now
+    /// ([`ErrorKind::WouldBlock`] otherwise).
+    fn try_send_fds(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
+        send_fds_until(self.as_fd(), data, fds, Deadline::Now)
+    }
+
+    /// [`send_fds`](UnixSocketExt::send_fds), waiting at most `timeout` for room.
+    fn send_fds_timeout(
+        &self,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<usize> {
+        send_fds_until(self.as_fd(), data, fds, Deadline::after(timeout))
     }
 
     /// Receives data and at most `max_fds` descriptors, waiting as long as it takes.
@@ -126,65 +115,23 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// [`ErrorKind::InvalidInput`] if `max_fds` exceeds [`MAX_FDS_PER_MESSAGE`].
     #[doc(alias = "SCM_RIGHTS")]
     fn recv_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
-        let fd = self.as_fd();
-        if max_fds > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new("recvmsg", ErrorKind::InvalidInput)
-                .with_object(label(fd))
-                .with_hint(format!(
-                    "max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"
-                )));
-        }
-        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
-        let len = buf.len();
-        let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
-        let stream = sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", label(fd))?
-            == rustix::net::SocketType::STREAM;
-        if !stream {
-            flags |= RecvFlags::TRUNC;
-        }
-        let mut fds = Vec::new();
-        let msg = retry(
-            &[(fd, PollFlags::IN)],
-            Deadline::Never,
-            "recvmsg",
-            &label(fd),
-            || {
-                let mut control = RecvAncillaryBuffer::new(&mut space);
-                let msg = rustix::net::recvmsg(
-                    fd,
-                    &mut [IoSliceMut::new(&mut *buf)],
-                    &mut control,
-                    flags,
-                )?;
-                for message in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(received) = message {
-                        fds.extend(received);
-                    }
-                }
-                Ok(msg)
-            },
-        )?;
-        // From here on, `fds` owns whatever arrived: every early return closes them all.
-        if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
-            let got = fds.len();
-            drop(fds);
-            let err = Error::new("recvmsg", ErrorKind::Corrupt).with_object(label(fd));
-            return Err(if got < max_fds {
-                let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-                err.with_kind(ErrorKind::LimitReached).with_hint(format!(
-                    "descriptors arrived but this process had no room for them (RLIMIT_NOFILE is {}); \
-                     {got} were received and closed, the message is consumed",
-                    limit.map_or_else(|| "unlimited".into(), |n| n.to_string())
-                ))
-            } else {
-                err.with_hint(format!(
-                    "the peer sent more than the {max_fds} descriptors this receive accepts; \
-                     all {got} received were closed"
-                ))
-            });
-        }
-        check_recv(&msg, len, fd)?;
-        Ok((msg.bytes, fds))
+        recv_fds_until(self.as_fd(), buf, max_fds, Deadline::Never)
+    }
+
+    /// [`recv_fds`](UnixSocketExt::recv_fds) only if a message is queued now
+    /// ([`ErrorKind::WouldBlock`] otherwise).
+    fn try_recv_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
+        recv_fds_until(self.as_fd(), buf, max_fds, Deadline::Now)
+    }
+
+    /// [`recv_fds`](UnixSocketExt::recv_fds), waiting at most `timeout`.
+    fn recv_fds_timeout(
+        &self,
+        buf: &mut [u8],
+        max_fds: usize,
+        timeout: Duration,
+    ) -> Result<(usize, Vec<OwnedFd>)> {
+        recv_fds_until(self.as_fd(), buf, max_fds, Deadline::after(timeout))
     }
 
     /// The peer's pid, uid and gid as the kernel recorded them at connect time
@@ -192,11 +139,16 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     #[doc(alias = "SO_PEERCRED")]
     fn peer_credentials(&self) -> Result<PeerCred> {
         let fd = self.as_fd();
-        let cred = sockopt::socket_peercred(fd).op_on("getsockopt SO_PEERCRED", label(fd))?;
+        let cred = crate::sys::sock::peer_cred(fd).op_on("getsockopt SO_PEERCRED", label(fd))?;
+        if cred.pid <= 0 {
+            return Err(Error::new("getsockopt SO_PEERCRED", ErrorKind::InvalidInput)
+                .with_object(label(fd))
+                .with_hint("the socket has no peer: connect it first (an unconnected datagram socket has none)"));
+        }
         Ok(PeerCred {
-            pid: cred.pid.as_raw_nonzero().get().unsigned_abs(),
-            uid: cred.uid.as_raw(),
-            gid: cred.gid.as_raw(),
+            pid: cred.pid.unsigned_abs(),
+            uid: cred.uid,
+            gid: cred.gid,
         })
     }
 
@@ -223,3 +175,101 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
 impl UnixSocketExt for UnixStream {}
 impl UnixSocketExt for UnixDatagram {}
 impl UnixSocketExt for Seqpacket {}
+
+fn send_fds_until(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    deadline: Deadline,
+) -> Result<usize> {
+    if data.is_empty() {
+        return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
+            .with_object(label(fd))
+            .with_hint("descriptors must travel with at least one byte of data"));
+    }
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(Error::new("sendmsg", ErrorKind::InvalidInput)
+            .with_object(label(fd))
+            .with_hint(format!(
+                "{} descriptors is more than one message carries ({MAX_FDS_PER_MESSAGE})",
+                fds.len()
+            )));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    retry(&[(fd, PollFlags::OUT)], deadline, "sendmsg", &label(fd), || {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !fds.is_empty() {
+                control.push(SendAncillaryMessage::ScmRights(fds));
+            }
+            rustix::net::sendmsg(fd, &[IoSlice::new(data)], &mut control, flags)
+        })
+        .map_err(|e| match e.errno() {
+            Some(libc::ETOOMANYREFS) => e.with_kind(ErrorKind::LimitReached).with_hint(
+                "too many descriptors are in flight on Unix sockets for this user (RLIMIT_NOFILE bounds them)",
+            ),
+            _ => send_error(e, fd, data.len()),
+        })
+}
+
+fn recv_fds_until(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+    deadline: Deadline,
+) -> Result<(usize, Vec<OwnedFd>)> {
+    if max_fds > MAX_FDS_PER_MESSAGE {
+        return Err(Error::new("recvmsg", ErrorKind::InvalidInput)
+            .with_object(label(fd))
+            .with_hint(format!(
+                "max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"
+            )));
+    }
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
+    let len = buf.len();
+    let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+    let stream = sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", label(fd))?
+        == rustix::net::SocketType::STREAM;
+    if !stream {
+        flags |= RecvFlags::TRUNC;
+    }
+    let mut fds = Vec::new();
+    let msg = retry(
+        &[(fd, PollFlags::IN)],
+        deadline,
+        "recvmsg",
+        &label(fd),
+        || {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let msg =
+                rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            Ok(msg)
+        },
+    )?;
+    // From here on, `fds` owns whatever arrived: every early return closes them all.
+    if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
+        let got = fds.len();
+        drop(fds);
+        let err = Error::new("recvmsg", ErrorKind::Corrupt).with_object(label(fd));
+        return Err(if got < max_fds {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            err.with_kind(ErrorKind::LimitReached).with_hint(format!(
+                "descriptors arrived but this process had no room for them (RLIMIT_NOFILE is {}); \
+                     {got} were received and closed, the message is consumed",
+                limit.map_or_else(|| "unlimited".into(), |n| n.to_string())
+            ))
+        } else {
+            err.with_hint(format!(
+                "the peer sent more than the {max_fds} descriptors this receive accepts; \
+                     all {got} received were closed"
+            ))
+        });
+    }
+    check_recv(&msg, len, fd)?;
+    Ok((msg.bytes, fds))
+}

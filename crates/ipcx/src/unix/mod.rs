@@ -99,6 +99,11 @@ impl<T: AsFd> AsFd for SocketFile<T> {
 }
 
 /// Options for binding a socket to a path.
+///
+/// Before binding, an existing socket file of the caller's own is probed with one
+/// non-blocking `connect`: a refused connection proves it stale (then it is removed),
+/// anything else means a live socket (then the bind is refused, and that socket's server
+/// sees one connection that closes at once).
 #[derive(Clone, Debug)]
 pub struct BindOptions {
     mode: u32,

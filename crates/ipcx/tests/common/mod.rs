@@ -3,7 +3,7 @@
 //! Multi-process tests re-execute the test binary with `IPCX_TEST_ROLE` set, running the
 //! same test function, which then plays the child's part (the pattern of ipc-channel's
 //! `src/test.rs`). Nothing here forks inside the multi-threaded test harness.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd};
