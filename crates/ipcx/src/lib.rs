@@ -7,7 +7,7 @@
 //! | byte streams | [`pipe`], [`fifo`] | anonymous pipes (`pipe2`, packet mode, capacity, `splice`/`tee`/`vmsplice`/`sendfile`), named FIFOs with open timeouts |
 //! | Unix sockets | [`unix`] | stream, datagram and seqpacket sockets, socket pairs, owned socket files, descriptor passing, peer credentials and pidfds |
 //! | IP sockets | [`net`] | TCP and UDP over IPv4 and IPv6 with the options an IPC user needs |
-//! | all sockets | [`SocketExt`] | `try_`, `_timeout` and blocking send/receive that never raise `SIGPIPE` |
+//! | all sockets | [`SocketExt`], [`DatagramExt`], [`ListenerExt`] | `try_`, `_timeout` and blocking send/receive (and send-to/receive-from, accept) that never raise `SIGPIPE` nor cut a message short |
 //!
 //! Shared memory, semaphores, message queues, eventfd, signalfd, the ring channel and
 //! mailboxes follow in later releases.
@@ -51,4 +51,4 @@ mod wait;
 
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use owner::OpenMode;
-pub use sock::SocketExt;
+pub use sock::{DatagramExt, ListenerExt, SocketExt};

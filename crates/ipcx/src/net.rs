@@ -36,6 +36,8 @@ use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
 
+pub use crate::sock::{DatagramExt, ListenerExt};
+
 use crate::error::{Context, Error, Result};
 use crate::wait::{Deadline, wait_fd};
 

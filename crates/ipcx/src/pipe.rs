@@ -118,9 +118,10 @@ impl PipeOptions {
         let (r, w) = rustix::pipe::pipe_with(flags).op("pipe2")?;
         let label: Label = Arc::from("pipe");
         let end = |fd| End {
-            fd,
+            fd: Some(fd),
             block: !self.nonblocking,
             packet: self.packet,
+            restore_blocking: false,
             label: label.clone(),
         };
         let (reader, writer) = (PipeReader(end(r)), PipeWriter(end(w)));
@@ -145,9 +146,13 @@ type Label = Arc<str>;
 /// What both ends share: the descriptor, the mode and the name used in errors.
 #[derive(Debug)]
 struct End {
-    fd: OwnedFd,
+    /// Always `Some`, except inside `into_fd`, which consumes the end.
+    fd: Option<OwnedFd>,
     block: bool,
     packet: bool,
+    /// An adopted descriptor whose open file description was blocking: ipcx made it
+    /// non-blocking, so dropping the end must make it blocking again for the other holders.
+    restore_blocking: bool,
     label: Label,
 }
 
@@ -164,32 +169,39 @@ impl End {
         let flags = rustix::fs::fcntl_getfl(&fd).op_on(op, &label)?;
         rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op_on("F_SETFL", &label)?;
         Ok(End {
-            fd,
+            fd: Some(fd),
             block: block.unwrap_or(!flags.contains(OFlags::NONBLOCK)),
             packet: flags.contains(OFlags::DIRECT),
+            restore_blocking: block.is_none() && !flags.contains(OFlags::NONBLOCK),
             label,
         })
     }
 
-    /// Hands the descriptor out in the mode its user asked for.
-    fn into_fd(self) -> OwnedFd {
-        if self.block {
-            if let Ok(flags) = rustix::fs::fcntl_getfl(&self.fd) {
-                // F_SETFL on a descriptor we own cannot fail for lack of permission; if it
-                // did, the descriptor would stay non-blocking, which the reader of the
-                // receiving side sees as EAGAIN rather than as lost data.
-                let _ = rustix::fs::fcntl_setfl(&self.fd, flags - OFlags::NONBLOCK);
-            }
+    fn fd(&self) -> BorrowedFd<'_> {
+        match &self.fd {
+            Some(fd) => fd.as_fd(),
+            None => unreachable!("only into_fd takes the descriptor, and it consumes the end"),
         }
-        self.fd
+    }
+
+    /// Hands the descriptor out in the mode its user asked for.
+    fn into_fd(mut self) -> OwnedFd {
+        if self.block {
+            set_blocking(self.fd());
+        }
+        self.restore_blocking = false;
+        match self.fd.take() {
+            Some(fd) => fd,
+            None => unreachable!("only into_fd takes the descriptor, and it consumes the end"),
+        }
     }
 
     fn capacity(&self) -> Result<usize> {
-        rustix::pipe::fcntl_getpipe_size(&self.fd).op_on("F_GETPIPE_SZ", &self.label)
+        rustix::pipe::fcntl_getpipe_size(self.fd()).op_on("F_GETPIPE_SZ", &self.label)
     }
 
     fn set_capacity(&self, bytes: usize) -> Result<usize> {
-        rustix::pipe::fcntl_setpipe_size(&self.fd, bytes).map_err(|e| {
+        rustix::pipe::fcntl_setpipe_size(self.fd(), bytes).map_err(|e| {
             let err = Error::from_errno("F_SETPIPE_SZ", e.raw_os_error()).with_object(&self.label);
             let sysctl = |name| read_sysctl(name).unwrap_or_else(|| "unknown".into());
             match e {
@@ -210,6 +222,24 @@ impl End {
                 _ => err,
             }
         })
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        if self.restore_blocking {
+            if let Some(fd) = &self.fd {
+                set_blocking(fd.as_fd());
+            }
+        }
+    }
+}
+
+/// Clears `O_NONBLOCK`. `F_SETFL` on a descriptor we hold cannot fail for lack of
+/// permission; if it did, the holder would see `EAGAIN` rather than lose data.
+fn set_blocking(fd: BorrowedFd<'_>) {
+    if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
+        let _ = rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK);
     }
 }
 
@@ -265,7 +295,7 @@ impl PipeReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fd = end.fd.as_fd();
+        let fd = end.fd();
         retry(&[(fd, PollFlags::IN)], deadline, "read", &end.label, || {
             loop {
                 match rustix::io::read(fd, &mut *buf) {
@@ -319,19 +349,29 @@ impl PipeReader {
     /// - [splice(2)](https://man7.org/linux/man-pages/man2/splice.2.html)
     #[doc(alias = "splice")]
     pub fn splice_to(&self, to: impl AsFd, len: usize) -> Result<usize> {
-        let (fd, out) = (self.0.fd.as_fd(), to.as_fd());
+        self.splice_to_until(to.as_fd(), len, Deadline::blocking(self.0.block))
+    }
+
+    /// [`splice_to`](PipeReader::splice_to), waiting at most `timeout` for data here and
+    /// room in `to`.
+    pub fn splice_to_timeout(&self, to: impl AsFd, len: usize, timeout: Duration) -> Result<usize> {
+        self.splice_to_until(to.as_fd(), len, Deadline::after(timeout))
+    }
+
+    fn splice_to_until(
+        &self,
+        out: BorrowedFd<'_>,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<usize> {
+        let fd = self.0.fd();
         let waits = [(fd, PollFlags::IN), (out, PollFlags::OUT)];
-        retry(
-            &waits,
-            Deadline::blocking(self.0.block),
-            "splice",
-            &self.0.label,
-            || {
-                sigpipe::suppress(|| {
-                    rustix::pipe::splice(fd, None, out, None, len, SpliceFlags::NONBLOCK)
-                })
-            },
-        )
+        retry(&waits, deadline, "splice", &self.0.label, || {
+            sigpipe::suppress(|| {
+                rustix::pipe::splice(fd, None, out, None, len, SpliceFlags::NONBLOCK)
+            })
+        })
+        .map_err(peer_gone_hint)
     }
 
     /// Copies up to `len` bytes from this pipe into another pipe without consuming them
@@ -341,15 +381,21 @@ impl PipeReader {
     /// - [tee(2)](https://man7.org/linux/man-pages/man2/tee.2.html)
     #[doc(alias = "tee")]
     pub fn tee_to(&self, to: &PipeWriter, len: usize) -> Result<usize> {
-        let (fd, out) = (self.0.fd.as_fd(), to.0.fd.as_fd());
+        self.tee_to_until(to, len, Deadline::blocking(self.0.block))
+    }
+
+    /// [`tee_to`](PipeReader::tee_to), waiting at most `timeout`.
+    pub fn tee_to_timeout(&self, to: &PipeWriter, len: usize, timeout: Duration) -> Result<usize> {
+        self.tee_to_until(to, len, Deadline::after(timeout))
+    }
+
+    fn tee_to_until(&self, to: &PipeWriter, len: usize, deadline: Deadline) -> Result<usize> {
+        let (fd, out) = (self.0.fd(), to.0.fd());
         let waits = [(fd, PollFlags::IN), (out, PollFlags::OUT)];
-        retry(
-            &waits,
-            Deadline::blocking(self.0.block),
-            "tee",
-            &self.0.label,
-            || sigpipe::suppress(|| rustix::pipe::tee(fd, out, len, SpliceFlags::NONBLOCK)),
-        )
+        retry(&waits, deadline, "tee", &self.0.label, || {
+            sigpipe::suppress(|| rustix::pipe::tee(fd, out, len, SpliceFlags::NONBLOCK))
+        })
+        .map_err(peer_gone_hint)
     }
 }
 
@@ -395,7 +441,7 @@ impl PipeWriter {
         } else if buf.is_empty() {
             return Ok(0);
         }
-        let fd = end.fd.as_fd();
+        let fd = end.fd();
         retry(
             &[(fd, PollFlags::OUT)],
             deadline,
@@ -430,19 +476,33 @@ impl PipeWriter {
     /// - [splice(2)](https://man7.org/linux/man-pages/man2/splice.2.html)
     #[doc(alias = "splice")]
     pub fn splice_from(&self, from: impl AsFd, len: usize) -> Result<usize> {
-        let (fd, src) = (self.0.fd.as_fd(), from.as_fd());
+        self.splice_from_until(from.as_fd(), len, Deadline::blocking(self.0.block))
+    }
+
+    /// [`splice_from`](PipeWriter::splice_from), waiting at most `timeout` for data in
+    /// `from` and room here.
+    pub fn splice_from_timeout(
+        &self,
+        from: impl AsFd,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.splice_from_until(from.as_fd(), len, Deadline::after(timeout))
+    }
+
+    fn splice_from_until(
+        &self,
+        src: BorrowedFd<'_>,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<usize> {
+        let fd = self.0.fd();
         let waits = [(src, PollFlags::IN), (fd, PollFlags::OUT)];
-        retry(
-            &waits,
-            Deadline::blocking(self.0.block),
-            "splice",
-            &self.0.label,
-            || {
-                sigpipe::suppress(|| {
-                    rustix::pipe::splice(src, None, fd, None, len, SpliceFlags::NONBLOCK)
-                })
-            },
-        )
+        retry(&waits, deadline, "splice", &self.0.label, || {
+            sigpipe::suppress(|| {
+                rustix::pipe::splice(src, None, fd, None, len, SpliceFlags::NONBLOCK)
+            })
+        })
         .map_err(peer_gone_hint)
     }
 
@@ -457,14 +517,23 @@ impl PipeWriter {
     /// # References
     /// - [vmsplice(2)](https://man7.org/linux/man-pages/man2/vmsplice.2.html)
     pub fn vmsplice(&self, bufs: &[IoSlice<'_>]) -> Result<usize> {
-        let fd = self.0.fd.as_fd();
+        self.vmsplice_until(bufs, Deadline::blocking(self.0.block))
+    }
+
+    /// [`vmsplice`](PipeWriter::vmsplice), waiting at most `timeout` for room.
+    pub fn vmsplice_timeout(&self, bufs: &[IoSlice<'_>], timeout: Duration) -> Result<usize> {
+        self.vmsplice_until(bufs, Deadline::after(timeout))
+    }
+
+    fn vmsplice_until(&self, bufs: &[IoSlice<'_>], deadline: Deadline) -> Result<usize> {
+        let fd = self.0.fd();
         if self.0.packet {
             let total = bufs.iter().map(|b| b.len()).sum();
             check_packet(total, "vmsplice", &self.0.label)?;
         }
         retry(
             &[(fd, PollFlags::OUT)],
-            Deadline::blocking(self.0.block),
+            deadline,
             "vmsplice",
             &self.0.label,
             || sigpipe::suppress(|| sock::vmsplice_to_pipe(fd, bufs)),
@@ -504,13 +573,34 @@ fn peer_gone_hint(e: Error) -> Error {
 pub fn sendfile(
     to: impl AsFd,
     from: &File,
-    mut offset: Option<&mut u64>,
+    offset: Option<&mut u64>,
     count: usize,
 ) -> Result<usize> {
-    let (out, src) = (to.as_fd(), from.as_fd());
+    sendfile_until(to.as_fd(), from, offset, count, Deadline::Never)
+}
+
+/// [`sendfile`], waiting at most `timeout` while `to` is full.
+pub fn sendfile_timeout(
+    to: impl AsFd,
+    from: &File,
+    offset: Option<&mut u64>,
+    count: usize,
+    timeout: Duration,
+) -> Result<usize> {
+    sendfile_until(to.as_fd(), from, offset, count, Deadline::after(timeout))
+}
+
+fn sendfile_until(
+    out: BorrowedFd<'_>,
+    from: &File,
+    mut offset: Option<&mut u64>,
+    count: usize,
+    deadline: Deadline,
+) -> Result<usize> {
+    let src = from.as_fd();
     retry(
         &[(out, PollFlags::OUT)],
-        Deadline::Never,
+        deadline,
         "sendfile",
         &"file",
         || sigpipe::suppress(|| rustix::fs::sendfile(out, src, offset.as_deref_mut(), count)),
@@ -552,7 +642,7 @@ macro_rules! end_conversions {
     ($ty:ident, $std:ty) => {
         impl AsFd for $ty {
             fn as_fd(&self) -> BorrowedFd<'_> {
-                self.0.fd.as_fd()
+                self.0.fd()
             }
         }
 

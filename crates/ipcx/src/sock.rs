@@ -8,22 +8,26 @@
 //! on a channel that does not accept them are [`ErrorKind::Corrupt`] (the kernel closes
 //! them; none is installed in the receiver).
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::io::IoSliceMut;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvFlags, RecvMsg, ReturnFlags, SendFlags, SocketAddrAny,
-    SocketAddrUnix, sockopt,
+    SocketAddrUnix, SocketFlags, addr::SocketAddrArg, sockopt,
 };
 
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::name::check_socket_path;
 use crate::unix::Seqpacket;
-use crate::wait::{Deadline, retry};
+use crate::wait::{Deadline, poll_now, retry, wait_fd};
 
 mod sealed {
     /// Whether a socket type keeps message boundaries (datagram, seqpacket) or is a stream.
@@ -37,6 +41,9 @@ mod sealed {
     pub trait Sealed {
         const FRAMING: Framing;
     }
+
+    /// Only ipcx implements [`ListenerExt`](super::ListenerExt).
+    pub trait SealedListener {}
 }
 pub(crate) use sealed::Framing;
 
@@ -158,6 +165,204 @@ socket_ext!(
     Seqpacket => Messages,
 );
 
+/// Send-to and receive-from in three forms for unconnected datagram sockets
+/// ([`UnixDatagram`] and [`UdpSocket`]), with the same checks as [`SocketExt`]: a
+/// datagram larger than the buffer is [`ErrorKind::MessageTooLarge`], never cut short.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ipcx::DatagramExt;
+/// # let dir = std::env::temp_dir().join(format!("ipcx-doc-dgram-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+///
+/// let server = ipcx::unix::bind_datagram(dir.join("server"))?;
+/// let client = ipcx::unix::bind_datagram(dir.join("client"))?;
+/// client.send_to_timeout(b"hello", server.path(), Duration::from_secs(1))?;
+/// let mut buf = [0u8; 16];
+/// let (n, from) = server.recv_from_timeout(&mut buf, Duration::from_secs(1))?;
+/// assert_eq!(&buf[..n], b"hello");
+/// let from = from.expect("the client is bound to a path");
+/// server.send_to_timeout(b"welcome", &from, Duration::from_secs(1))?;
+/// # drop((server, client)); std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait DatagramExt: AsFd + sealed::Sealed {
+    /// Where a datagram is sent: a socket path, or an IP address and port.
+    type Target: ?Sized;
+    /// Who sent a datagram: the sender's bound path (`None` for an unbound Unix
+    /// sender, which cannot be replied to), or its IP address and port.
+    type Source;
+
+    /// Sends one datagram to `to`, waiting for buffer space as long as it takes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::MessageTooLarge`] above what the socket carries;
+    /// [`ErrorKind::PeerGone`] (`ECONNREFUSED`) when no socket is bound at `to`.
+    fn send_to_blocking(&self, buf: &[u8], to: &Self::Target) -> Result<usize>;
+    /// Sends one datagram to `to` only if there is room now.
+    fn try_send_to(&self, buf: &[u8], to: &Self::Target) -> Result<usize>;
+    /// Sends one datagram to `to`, waiting at most `timeout` for room.
+    fn send_to_timeout(&self, buf: &[u8], to: &Self::Target, timeout: Duration) -> Result<usize>;
+    /// Receives one datagram and its sender, waiting as long as it takes.
+    fn recv_from_blocking(&self, buf: &mut [u8]) -> Result<(usize, Self::Source)>;
+    /// Receives one datagram and its sender if one is queued now.
+    fn try_recv_from(&self, buf: &mut [u8]) -> Result<(usize, Self::Source)>;
+    /// Receives one datagram and its sender, waiting at most `timeout`.
+    fn recv_from_timeout(&self, buf: &mut [u8], timeout: Duration)
+    -> Result<(usize, Self::Source)>;
+}
+
+macro_rules! datagram_forms {
+    ($target:ty, $source:ty, $to_addr:expr, $from_addr:expr) => {
+        type Target = $target;
+        type Source = $source;
+        fn send_to_blocking(&self, buf: &[u8], to: &$target) -> Result<usize> {
+            send_to_until(self.as_fd(), buf, &$to_addr(to)?, Deadline::Never)
+        }
+        fn try_send_to(&self, buf: &[u8], to: &$target) -> Result<usize> {
+            send_to_until(self.as_fd(), buf, &$to_addr(to)?, Deadline::Now)
+        }
+        fn send_to_timeout(&self, buf: &[u8], to: &$target, timeout: Duration) -> Result<usize> {
+            send_to_until(self.as_fd(), buf, &$to_addr(to)?, Deadline::after(timeout))
+        }
+        fn recv_from_blocking(&self, buf: &mut [u8]) -> Result<(usize, $source)> {
+            let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::Never)?;
+            Ok((n, $from_addr(from)))
+        }
+        fn try_recv_from(&self, buf: &mut [u8]) -> Result<(usize, $source)> {
+            let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::Now)?;
+            Ok((n, $from_addr(from)))
+        }
+        fn recv_from_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, $source)> {
+            let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::after(timeout))?;
+            Ok((n, $from_addr(from)))
+        }
+    };
+}
+
+impl DatagramExt for UnixDatagram {
+    datagram_forms!(Path, Option<PathBuf>, unix_target, unix_source);
+}
+
+impl DatagramExt for UdpSocket {
+    datagram_forms!(
+        SocketAddr,
+        SocketAddr,
+        |to: &SocketAddr| Ok::<_, Error>(*to),
+        ip_source
+    );
+}
+
+fn unix_target(path: &Path) -> Result<SocketAddrUnix> {
+    check_socket_path(path)?;
+    SocketAddrUnix::new(path).op_on("sendto", path.display())
+}
+
+fn unix_source(from: Option<SocketAddrAny>) -> Option<PathBuf> {
+    let unix = SocketAddrUnix::try_from(from?).ok()?;
+    unix.path_bytes()
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+}
+
+fn ip_source(from: Option<SocketAddrAny>) -> SocketAddr {
+    // A UDP socket always learns the sender's address; the unspecified address stands in
+    // should the kernel ever omit it.
+    from.and_then(|a| SocketAddr::try_from(a).ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn send_to_until(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    to: &impl SocketAddrArg,
+    deadline: Deadline,
+) -> Result<usize> {
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    retry(
+        &[(fd, PollFlags::OUT)],
+        deadline,
+        "sendto",
+        &label(fd),
+        || rustix::net::sendto(fd, buf, flags, to),
+    )
+    .map_err(|e| send_error(e, fd, buf.len()))
+}
+
+fn recv_from_until(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Deadline,
+) -> Result<(usize, Option<SocketAddrAny>)> {
+    let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC;
+    let len = buf.len();
+    let msg = retry(
+        &[(fd, PollFlags::IN)],
+        deadline,
+        "recvfrom",
+        &label(fd),
+        || {
+            let mut control = RecvAncillaryBuffer::new(&mut []);
+            rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)
+        },
+    )?;
+    check_recv(&msg, len, fd)?;
+    Ok((msg.bytes, msg.address))
+}
+
+/// Accept with `try_` and `_timeout` forms, for [`UnixListener`] and [`TcpListener`].
+///
+/// The listener stays in blocking mode (so std's `accept` keeps working), and the
+/// timeout form waits for a connection with `poll` before accepting: if several threads
+/// accept on the same listener, one that loses the race waits in `accept` for the next
+/// connection. Give each listener one accepting thread, or use
+/// [`SeqpacketListener`](crate::unix::SeqpacketListener), whose forms are exact.
+pub trait ListenerExt: AsFd + sealed::SealedListener {
+    /// The accepted connection's type.
+    type Conn: From<OwnedFd>;
+
+    /// Accepts a pending connection, if there is one now.
+    ///
+    /// # Errors
+    /// [`ErrorKind::WouldBlock`] when none is pending; [`ErrorKind::LimitReached`] when the
+    /// process is out of descriptors (the listener stays usable, the connection stays
+    /// queued).
+    fn try_accept(&self) -> Result<Self::Conn> {
+        accept_until(self.as_fd(), Deadline::Now).map(Self::Conn::from)
+    }
+
+    /// Accepts, waiting at most `timeout` for a connection.
+    fn accept_timeout(&self, timeout: Duration) -> Result<Self::Conn> {
+        accept_until(self.as_fd(), Deadline::after(timeout)).map(Self::Conn::from)
+    }
+}
+
+impl sealed::SealedListener for UnixListener {}
+impl ListenerExt for UnixListener {
+    type Conn = UnixStream;
+}
+
+impl sealed::SealedListener for TcpListener {}
+impl ListenerExt for TcpListener {
+    type Conn = TcpStream;
+}
+
+fn accept_until(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<OwnedFd> {
+    let object = label(fd);
+    loop {
+        // Wait only while nothing is pending; another thread may take the connection
+        // between the poll and the accept, and then we wait again.
+        if !poll_now(fd, PollFlags::IN).contains(PollFlags::IN) {
+            wait_fd(fd, PollFlags::IN, deadline, "accept", &object)?;
+            continue;
+        }
+        return retry(&[], Deadline::Now, "accept", &object, || {
+            rustix::net::accept_with(fd, SocketFlags::CLOEXEC)
+        });
+    }
+}
+
 pub(crate) fn send_until(fd: BorrowedFd<'_>, buf: &[u8], deadline: Deadline) -> Result<usize> {
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
     retry(
@@ -241,15 +446,17 @@ pub(crate) struct SockLabel<'a>(BorrowedFd<'a>);
 
 impl fmt::Display for SockLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = rustix::net::getpeername(self.0)
+        let peer = rustix::net::getpeername(self.0).ok().flatten();
+        let local = rustix::net::getsockname(self.0)
             .ok()
-            .flatten()
-            .filter(|a| !is_unnamed(a))
-            .map(|a| ("peer", a))
-            .or_else(|| rustix::net::getsockname(self.0).ok().map(|a| ("local", a)));
-        match name {
-            Some((side, addr)) => write!(f, "{side} {}", describe_addr(&addr)),
-            None => f.write_str("socket"),
+            .filter(|a| !is_unnamed(a));
+        match (peer, local) {
+            (Some(peer), _) if !is_unnamed(&peer) => write!(f, "peer {}", describe_addr(&peer)),
+            // An accepted connection from an unbound client: name the server's address.
+            (Some(_), Some(local)) => write!(f, "connection on {}", describe_addr(&local)),
+            (Some(_), None) => f.write_str("unnamed unix socket pair"),
+            (None, Some(local)) => write!(f, "local {}", describe_addr(&local)),
+            (None, None) => f.write_str("socket"),
         }
     }
 }

@@ -46,7 +46,6 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::event::PollFlags;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
@@ -54,10 +53,12 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 pub use ancillary::{MAX_FDS_PER_MESSAGE, PeerCred, UnixSocketExt};
 pub use seqpacket::{Seqpacket, SeqpacketListener};
 
+pub use crate::sock::{DatagramExt, ListenerExt};
+
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::check_socket_path;
 use crate::owner::PathOwner;
-use crate::wait::{Deadline, retry, retry_sleeping, wait_fd};
+use crate::wait::{Deadline, retry_sleeping};
 
 /// The default listen backlog: connections the kernel queues before `accept`.
 pub const DEFAULT_BACKLOG: i32 = 128;
@@ -353,54 +354,4 @@ pub fn seqpacket_pair() -> Result<(Seqpacket, Seqpacket)> {
 
 pub(crate) fn pair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
     rustix::net::socketpair(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None).op("socketpair")
-}
-
-/// Accept with `try_` and `_timeout` forms, for [`UnixListener`] and
-/// [`TcpListener`](std::net::TcpListener).
-///
-/// The listener stays in blocking mode, so the timeout form waits for a connection with
-/// `poll` and then accepts: if several threads accept on the same listener, one that
-/// loses the race waits in `accept` for the next connection. Give each listener one
-/// accepting thread, or use [`SeqpacketListener`], whose forms are race-free.
-pub trait ListenerExt: AsFd {
-    /// The accepted connection's type.
-    type Conn: From<OwnedFd>;
-
-    /// Accepts a pending connection, if there is one now.
-    ///
-    /// # Errors
-    /// [`ErrorKind::WouldBlock`] when none is pending; [`ErrorKind::LimitReached`] when the
-    /// process is out of descriptors (the listener stays usable, the connection stays
-    /// queued).
-    fn try_accept(&self) -> Result<Self::Conn> {
-        accept_until(self.as_fd(), Deadline::Now).map(Self::Conn::from)
-    }
-
-    /// Accepts, waiting at most `timeout` for a connection.
-    fn accept_timeout(&self, timeout: Duration) -> Result<Self::Conn> {
-        accept_until(self.as_fd(), Deadline::after(timeout)).map(Self::Conn::from)
-    }
-}
-
-impl ListenerExt for UnixListener {
-    type Conn = UnixStream;
-}
-
-impl ListenerExt for std::net::TcpListener {
-    type Conn = std::net::TcpStream;
-}
-
-fn accept_until(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<OwnedFd> {
-    let object = crate::sock::label(fd);
-    loop {
-        // Wait only while nothing is pending; another thread may take the connection
-        // between the poll and the accept, and then we wait again.
-        if !crate::wait::poll_now(fd, PollFlags::IN).contains(PollFlags::IN) {
-            wait_fd(fd, PollFlags::IN, deadline, "accept", &object)?;
-            continue;
-        }
-        return retry(&[], Deadline::Now, "accept", &object, || {
-            rustix::net::accept_with(fd, SocketFlags::CLOEXEC)
-        });
-    }
 }
