@@ -151,6 +151,9 @@ impl fmt::Display for ErrorKind {
 /// let io: std::io::Error = e.into();
 /// assert_eq!(io.kind(), std::io::ErrorKind::AlreadyExists);
 /// ```
+///
+/// # References
+/// - [errno(3)](https://man7.org/linux/man-pages/man3/errno.3.html)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     op: &'static str,

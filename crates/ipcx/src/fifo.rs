@@ -46,6 +46,10 @@ use crate::pipe::{PipeReader, PipeWriter};
 use crate::wait::{Deadline, retry_sleeping};
 
 /// Options for creating or opening a FIFO.
+///
+/// # References
+/// - [mkfifo(3)](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+/// - [open(2)](https://man7.org/linux/man-pages/man2/open.2.html)
 #[derive(Clone, Debug)]
 pub struct FifoOptions {
     mode: u32,
@@ -163,6 +167,10 @@ fn check_existing(path: &Path, mine_only: bool) -> Result<()> {
 }
 
 /// A FIFO on the filesystem, owned (and removed on drop) by its creator.
+///
+/// # References
+/// - [fifo(7)](https://man7.org/linux/man-pages/man7/fifo.7.html)
+/// - [mkfifo(3)](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
 #[derive(Debug)]
 pub struct Fifo {
     path: PathBuf,

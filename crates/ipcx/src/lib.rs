@@ -50,5 +50,5 @@ pub mod unix;
 mod wait;
 
 pub use error::{Error, ErrorKind, Result, errno_name};
-pub use owner::OpenMode;
+
 pub use sock::{DatagramExt, ListenerExt, SocketExt};

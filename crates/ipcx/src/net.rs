@@ -42,6 +42,10 @@ use crate::error::{Context, Error, Result};
 use crate::wait::{Deadline, wait_fd};
 
 /// Options for TCP listeners and connections.
+///
+/// # References
+/// - [tcp(7)](https://man7.org/linux/man-pages/man7/tcp.7.html)
+/// - [ipv6(7)](https://man7.org/linux/man-pages/man7/ipv6.7.html)
 #[derive(Clone, Debug)]
 pub struct TcpOptions {
     nodelay: bool,
@@ -178,6 +182,10 @@ impl TcpOptions {
 }
 
 /// Options for UDP sockets.
+///
+/// # References
+/// - [udp(7)](https://man7.org/linux/man-pages/man7/udp.7.html)
+/// - [ipv6(7)](https://man7.org/linux/man-pages/man7/ipv6.7.html)
 #[derive(Clone, Debug)]
 pub struct UdpOptions {
     reuse_addr: bool,

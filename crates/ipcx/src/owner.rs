@@ -19,8 +19,11 @@ use crate::error::{Context, Result};
 /// Creation is exclusive by default: ipcx never silently reuses an object it did not
 /// create. `OpenOrCreate` opens an existing object only if it is of the right type and
 /// belongs to the caller's user.
+///
+/// # References
+/// - [open(2) O_EXCL](https://man7.org/linux/man-pages/man2/open.2.html)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenMode {
+pub(crate) enum OpenMode {
     /// Create a new object; fail with `AlreadyExists` if one is there (`O_EXCL`).
     Create,
     /// Open an existing object; fail with `NotFound` if there is none. Never unlinks.

@@ -65,6 +65,10 @@ pub const PIPE_BUF: usize = rustix::pipe::PIPE_BUF;
 /// assert_eq!(rx.try_read(&mut buf)?, 3); // packet mode keeps message boundaries
 /// # Ok::<(), ipcx::Error>(())
 /// ```
+///
+/// # References
+/// - [pipe2(2)](https://man7.org/linux/man-pages/man2/pipe2.2.html)
+/// - [fcntl(2) F_SETPIPE_SZ](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 #[derive(Clone, Debug, Default)]
 pub struct PipeOptions {
     packet: bool,
@@ -246,6 +250,10 @@ fn set_blocking(fd: BorrowedFd<'_>) {
 /// The read end of a pipe or FIFO.
 ///
 /// Implements [`io::Read`] (blocking unless made non-blocking) and [`AsFd`].
+///
+/// # References
+/// - [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html)
+/// - [read(2)](https://man7.org/linux/man-pages/man2/read.2.html)
 #[derive(Debug)]
 pub struct PipeReader(End);
 
@@ -254,6 +262,10 @@ pub struct PipeReader(End);
 /// Implements [`io::Write`] (blocking unless made non-blocking) and [`AsFd`]. No write
 /// raises `SIGPIPE`: when the read end is closed, writes fail with
 /// [`ErrorKind::PeerGone`].
+///
+/// # References
+/// - [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html)
+/// - [write(2)](https://man7.org/linux/man-pages/man2/write.2.html)
 #[derive(Debug)]
 pub struct PipeWriter(End);
 

@@ -69,6 +69,11 @@ pub(crate) use sealed::Framing;
 /// assert_eq!(err.kind(), ErrorKind::TimedOut);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # References
+/// - [send(2)](https://man7.org/linux/man-pages/man2/send.2.html)
+/// - [recv(2)](https://man7.org/linux/man-pages/man2/recv.2.html)
+/// - [socket(7)](https://man7.org/linux/man-pages/man7/socket.7.html)
 pub trait SocketExt: AsFd + sealed::Sealed {
     /// Sends, waiting for buffer space as long as it takes. Returns the bytes sent (for a
     /// stream, possibly fewer than `buf.len()`).
@@ -188,6 +193,10 @@ socket_ext!(
 /// # drop((server, client)); std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # References
+/// - [sendto(2)](https://man7.org/linux/man-pages/man2/sendto.2.html)
+/// - [recvmsg(2)](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
 pub trait DatagramExt: AsFd + sealed::Sealed {
     /// Where a datagram is sent: a socket path, or an IP address and port.
     type Target: ?Sized;
@@ -318,6 +327,9 @@ fn recv_from_until(
 /// accept on the same listener, one that loses the race waits in `accept` for the next
 /// connection. Give each listener one accepting thread, or use
 /// [`SeqpacketListener`](crate::unix::SeqpacketListener), whose forms are exact.
+///
+/// # References
+/// - [accept4(2)](https://man7.org/linux/man-pages/man2/accept4.2.html)
 pub trait ListenerExt: AsFd + sealed::SealedListener {
     /// The accepted connection's type.
     type Conn: From<OwnedFd>;

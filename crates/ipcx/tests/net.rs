@@ -8,8 +8,8 @@ use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use ipcx::net::{TcpOptions, UdpOptions};
 use ipcx::ListenerExt;
+use ipcx::net::{TcpOptions, UdpOptions};
 use ipcx::{ErrorKind, SocketExt};
 
 const T: Duration = Duration::from_secs(10);
@@ -286,12 +286,20 @@ fn udp_send_to_and_recv_from_report_the_peer() {
         let a = UdpOptions::new().bind(addr(bind)).unwrap();
         let b = UdpOptions::new().bind(addr(bind)).unwrap();
         let mut buf = [0u8; 4];
-        assert_eq!(b.try_recv_from(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
-        a.send_to_timeout(b"ping", &b.local_addr().unwrap(), T).unwrap();
+        assert_eq!(
+            b.try_recv_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        a.send_to_timeout(b"ping", &b.local_addr().unwrap(), T)
+            .unwrap();
         let (n, from) = b.recv_from_timeout(&mut buf, T).unwrap();
         assert_eq!((n, from), (4, a.local_addr().unwrap()));
         b.send_to_timeout(b"pong!", &from, T).unwrap();
         let err = a.recv_from_timeout(&mut buf, T).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "five bytes do not fit four");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::MessageTooLarge,
+            "five bytes do not fit four"
+        );
     }
 }

@@ -469,12 +469,25 @@ fn dropping_an_adopted_blocking_end_restores_blocking_mode() {
     let (std_rx, _std_tx) = std::io::pipe().unwrap();
     let fd = OwnedFd::from(std_rx);
     let other_holder = fd.try_clone().unwrap(); // a duplicate shares the file description
-    let nonblock = |fd: &OwnedFd| rustix::fs::fcntl_getfl(fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK);
+    let nonblock = |fd: &OwnedFd| {
+        rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK)
+    };
     let rx = ipcx::pipe::PipeReader::try_from(fd).unwrap();
-    assert!(nonblock(&other_holder), "ipcx works non-blocking underneath");
-    assert_eq!(rx.try_read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert!(
+        nonblock(&other_holder),
+        "ipcx works non-blocking underneath"
+    );
+    assert_eq!(
+        rx.try_read(&mut [0u8; 4]).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
     drop(rx);
-    assert!(!nonblock(&other_holder), "the other holder gets its blocking descriptor back");
+    assert!(
+        !nonblock(&other_holder),
+        "the other holder gets its blocking descriptor back"
+    );
 }
 
 #[test]
@@ -484,15 +497,29 @@ fn zero_copy_calls_have_timeouts() {
     let file = tempfile::tempfile().unwrap();
     let short = Duration::from_millis(20);
     // Nothing to move: each waits for data, then gives up.
-    assert_eq!(rx.splice_to_timeout(&file, 8, short).unwrap_err().kind(), ErrorKind::TimedOut);
-    assert_eq!(rx.tee_to_timeout(&copy_tx, 8, short).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(
+        rx.splice_to_timeout(&file, 8, short).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    assert_eq!(
+        rx.tee_to_timeout(&copy_tx, 8, short).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
     // A full pipe: each waits for room, then gives up.
     while tx.try_write(&[0u8; 4096]).is_ok() {}
     let mut src = tempfile::tempfile().unwrap();
     src.write_all(&[1u8; 4096]).unwrap();
     src.seek(SeekFrom::Start(0)).unwrap();
-    assert_eq!(tx.splice_from_timeout(&src, 8, short).unwrap_err().kind(), ErrorKind::TimedOut);
-    assert_eq!(tx.vmsplice_timeout(&[IoSlice::new(b"x")], short).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(
+        tx.splice_from_timeout(&src, 8, short).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    assert_eq!(
+        tx.vmsplice_timeout(&[IoSlice::new(b"x")], short)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
     let err = ipcx::pipe::sendfile_timeout(&tx, &src, Some(&mut 0), 8, short).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     drop(copy_rx);

@@ -814,19 +814,28 @@ fn datagram_send_to_and_recv_from_across_processes() {
     use ipcx::DatagramExt;
     if common::role().is_some() {
         let me = bind_datagram(common::arg("CLIENT")).unwrap();
-        me.send_to_timeout(b"who am i", Path::new(&common::arg("SERVER")), T).unwrap();
+        me.send_to_timeout(b"who am i", Path::new(&common::arg("SERVER")), T)
+            .unwrap();
         let mut buf = [0u8; 64];
         let (n, from) = me.recv_from_timeout(&mut buf, T).unwrap();
-        common::say(format!("{} from {}", String::from_utf8_lossy(&buf[..n]), from.unwrap().display()));
+        common::say(format!(
+            "{} from {}",
+            String::from_utf8_lossy(&buf[..n]),
+            from.unwrap().display()
+        ));
         std::process::exit(0);
     }
     let dir = common::tempdir();
     let (server_path, client_path) = (dir.path().join("s"), dir.path().join("c"));
     let server = bind_datagram(&server_path).unwrap();
-    let child = common::child("datagram_send_to_and_recv_from_across_processes", "client", &[
-        ("SERVER", server_path.to_str().unwrap()),
-        ("CLIENT", client_path.to_str().unwrap()),
-    ])
+    let child = common::child(
+        "datagram_send_to_and_recv_from_across_processes",
+        "client",
+        &[
+            ("SERVER", server_path.to_str().unwrap()),
+            ("CLIENT", client_path.to_str().unwrap()),
+        ],
+    )
     .spawn()
     .unwrap();
     let mut buf = [0u8; 64];
@@ -834,9 +843,18 @@ fn datagram_send_to_and_recv_from_across_processes() {
     assert_eq!(&buf[..n], b"who am i");
     let from = from.unwrap();
     assert_eq!(from, client_path);
-    server.send_to_timeout(format!("you are {}", from.display()).as_bytes(), &from, T).unwrap();
+    server
+        .send_to_timeout(format!("you are {}", from.display()).as_bytes(), &from, T)
+        .unwrap();
     let out = common::reports(&common::finish(child));
-    assert_eq!(out, format!("you are {0} from {1}", client_path.display(), server_path.display()));
+    assert_eq!(
+        out,
+        format!(
+            "you are {0} from {1}",
+            client_path.display(),
+            server_path.display()
+        )
+    );
 }
 
 #[test]
@@ -853,13 +871,30 @@ fn datagram_send_to_and_recv_from_report_faults() {
     anon.send_to_timeout(b"12345", server.path(), T).unwrap();
     let err = server.try_recv_from(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
-    assert_eq!(server.try_recv_from(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
-    assert_eq!(server.recv_from_timeout(&mut buf, Duration::from_millis(20)).unwrap_err().kind(), ErrorKind::TimedOut);
+    assert_eq!(
+        server.try_recv_from(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    assert_eq!(
+        server
+            .recv_from_timeout(&mut buf, Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
     // Nobody there, a stale file, an invalid name.
-    let missing = anon.try_send_to(b"x", &dir.path().join("none")).unwrap_err();
+    let missing = anon
+        .try_send_to(b"x", &dir.path().join("none"))
+        .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
     let stale = dir.path().join("stale");
     drop(bind_datagram(&stale).unwrap().keep());
-    assert_eq!(anon.try_send_to(b"x", &stale).unwrap_err().kind(), ErrorKind::PeerGone);
-    assert_eq!(anon.try_send_to(b"x", Path::new("")).unwrap_err().kind(), ErrorKind::InvalidName);
+    assert_eq!(
+        anon.try_send_to(b"x", &stale).unwrap_err().kind(),
+        ErrorKind::PeerGone
+    );
+    assert_eq!(
+        anon.try_send_to(b"x", Path::new("")).unwrap_err().kind(),
+        ErrorKind::InvalidName
+    );
 }

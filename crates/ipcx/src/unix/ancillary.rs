@@ -22,6 +22,9 @@ pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
 /// Who is at the other end of a Unix socket, as the kernel recorded it when the
 /// connection was made (or the pair created): not a claim the peer makes.
+///
+/// # References
+/// - [unix(7) SO_PEERCRED](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerCred {
     /// The peer's process id at connect time. PIDs are reused: to act on the process, use
@@ -71,6 +74,10 @@ mod sealed {
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # References
+/// - [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html)
+/// - [cmsg(3)](https://man7.org/linux/man-pages/man3/cmsg.3.html)
 pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// Sends `data` (at least one byte) with the descriptors `fds` attached (`SCM_RIGHTS`),
     /// waiting for room as long as it takes. The descriptors stay open here; the receiver

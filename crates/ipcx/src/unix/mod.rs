@@ -66,6 +66,10 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 /// A socket bound to a path that this process created and will remove on drop.
 ///
 /// Dereferences to the socket (`UnixListener`, `UnixDatagram` or `SeqpacketListener`).
+///
+/// # References
+/// - [bind(2)](https://man7.org/linux/man-pages/man2/bind.2.html)
+/// - [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[derive(Debug)]
 pub struct SocketFile<T> {
     socket: T,
@@ -105,6 +109,10 @@ impl<T: AsFd> AsFd for SocketFile<T> {
 /// non-blocking `connect`: a refused connection proves it stale (then it is removed),
 /// anything else means a live socket (then the bind is refused, and that socket's server
 /// sees one connection that closes at once).
+///
+/// # References
+/// - [bind(2)](https://man7.org/linux/man-pages/man2/bind.2.html)
+/// - [listen(2)](https://man7.org/linux/man-pages/man2/listen.2.html)
 #[derive(Clone, Debug)]
 pub struct BindOptions {
     mode: u32,

@@ -40,6 +40,10 @@ use crate::wait::{Deadline, retry};
 /// assert_eq!(&buf[..n], b"two");
 /// # Ok::<(), ipcx::Error>(())
 /// ```
+///
+/// # References
+/// - [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html)
+/// - [socket(2)](https://man7.org/linux/man-pages/man2/socket.2.html)
 pub struct Seqpacket {
     fd: OwnedFd,
 }
@@ -148,6 +152,10 @@ impl fmt::Debug for Seqpacket {
 ///
 /// Its descriptor is non-blocking underneath, so all three accept forms are exact even
 /// with several accepting threads.
+///
+/// # References
+/// - [listen(2)](https://man7.org/linux/man-pages/man2/listen.2.html)
+/// - [accept4(2)](https://man7.org/linux/man-pages/man2/accept4.2.html)
 pub struct SeqpacketListener {
     fd: OwnedFd,
 }
