@@ -52,3 +52,8 @@ mod wait;
 pub use error::{Error, ErrorKind, Result, errno_name};
 
 pub use sock::{DatagramExt, ListenerExt, SocketExt};
+
+/// The README's examples, compiled and run as doctests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
