@@ -614,10 +614,27 @@ fn sendfile_until(
         &[(out, PollFlags::OUT)],
         deadline,
         "sendfile",
-        &"file",
+        &FdPair(src, out),
         || sigpipe::suppress(|| rustix::fs::sendfile(out, src, offset.as_deref_mut(), count)),
     )
     .map_err(peer_gone_hint)
+}
+
+/// Names a move's source and destination in errors, as `/proc/self/fd` names them (a
+/// path, `pipe:[…]`, `socket:[…]`). Read only when an error is printed.
+struct FdPair<'a>(BorrowedFd<'a>, BorrowedFd<'a>);
+
+impl fmt::Display for FdPair<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::os::fd::AsRawFd;
+        let name = |fd: BorrowedFd<'_>| {
+            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_or_else(
+                |_| format!("fd {}", fd.as_raw_fd()),
+                |p| p.display().to_string(),
+            )
+        };
+        write!(f, "{} -> {}", name(self.0), name(self.1))
+    }
 }
 
 impl io::Read for PipeReader {

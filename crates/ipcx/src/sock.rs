@@ -238,15 +238,15 @@ macro_rules! datagram_forms {
         }
         fn recv_from_blocking(&self, buf: &mut [u8]) -> Result<(usize, $source)> {
             let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::Never)?;
-            Ok((n, $from_addr(from)))
+            Ok((n, $from_addr(from, self.as_fd())?))
         }
         fn try_recv_from(&self, buf: &mut [u8]) -> Result<(usize, $source)> {
             let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::Now)?;
-            Ok((n, $from_addr(from)))
+            Ok((n, $from_addr(from, self.as_fd())?))
         }
         fn recv_from_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, $source)> {
             let (n, from) = recv_from_until(self.as_fd(), buf, Deadline::after(timeout))?;
-            Ok((n, $from_addr(from)))
+            Ok((n, $from_addr(from, self.as_fd())?))
         }
     };
 }
@@ -269,17 +269,20 @@ fn unix_target(path: &Path) -> Result<SocketAddrUnix> {
     SocketAddrUnix::new(path).op_on("sendto", path.display())
 }
 
-fn unix_source(from: Option<SocketAddrAny>) -> Option<PathBuf> {
-    let unix = SocketAddrUnix::try_from(from?).ok()?;
-    unix.path_bytes()
-        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+fn unix_source(from: Option<SocketAddrAny>, _fd: BorrowedFd<'_>) -> Result<Option<PathBuf>> {
+    let path = from
+        .and_then(|a| SocketAddrUnix::try_from(a).ok())
+        .and_then(|u| u.path_bytes().map(|p| PathBuf::from(OsStr::from_bytes(p))));
+    Ok(path)
 }
 
-fn ip_source(from: Option<SocketAddrAny>) -> SocketAddr {
-    // A UDP socket always learns the sender's address; the unspecified address stands in
-    // should the kernel ever omit it.
+fn ip_source(from: Option<SocketAddrAny>, fd: BorrowedFd<'_>) -> Result<SocketAddr> {
     from.and_then(|a| SocketAddr::try_from(a).ok())
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+        .ok_or_else(|| {
+            Error::new("recvfrom", ErrorKind::Corrupt)
+                .with_object(label(fd))
+                .with_hint("the kernel reported no IP sender address for this datagram")
+        })
 }
 
 fn send_to_until(

@@ -524,3 +524,18 @@ fn zero_copy_calls_have_timeouts() {
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     drop(copy_rx);
 }
+
+#[test]
+fn sendfile_errors_name_source_and_destination() {
+    let (rx, tx) = pipe().unwrap();
+    drop(rx);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(b"data").unwrap();
+    let err = sendfile(&tx, file.as_file(), Some(&mut 0), 4).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("sendfile \"{} -> pipe:[", file.path().display())),
+        "{text}"
+    );
+}
