@@ -160,10 +160,25 @@ struct End {
     label: Label,
 }
 
+/// Which end a descriptor must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 impl End {
     /// Takes a pipe or FIFO descriptor and makes it non-blocking underneath. `block` is
-    /// the mode `Read`/`Write` present; `None` keeps the mode the descriptor had.
-    fn from_fd(fd: OwnedFd, label: Label, op: &'static str, block: Option<bool>) -> Result<End> {
+    /// the mode `Read`/`Write` present; `None` keeps the mode the descriptor had. The
+    /// descriptor must be open for `access`: a read end adopted as a writer would turn
+    /// `vmsplice` into a write to the caller's memory.
+    fn from_fd(
+        fd: OwnedFd,
+        label: Label,
+        op: &'static str,
+        block: Option<bool>,
+        access: Access,
+    ) -> Result<End> {
         let st = rustix::fs::fstat(&fd).op_on(op, &label)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
             return Err(Error::new(op, ErrorKind::InvalidInput)
@@ -171,6 +186,23 @@ impl End {
                 .with_hint("the descriptor is not a pipe or FIFO"));
         }
         let flags = rustix::fs::fcntl_getfl(&fd).op_on(op, &label)?;
+        let mode = flags & OFlags::RWMODE;
+        let fits = match access {
+            Access::Read => mode == OFlags::RDONLY || mode == OFlags::RDWR,
+            Access::Write => mode == OFlags::WRONLY || mode == OFlags::RDWR,
+        };
+        if !fits {
+            return Err(Error::new(op, ErrorKind::InvalidInput)
+                .with_object(&label)
+                .with_hint(format!(
+                    "the descriptor is not open for {}: it is the other end of the pipe",
+                    if access == Access::Read {
+                        "reading"
+                    } else {
+                        "writing"
+                    }
+                )));
+        }
         rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op_on("F_SETFL", &label)?;
         Ok(End {
             fd: Some(fd),
@@ -272,7 +304,7 @@ pub struct PipeWriter(End);
 impl PipeReader {
     /// A FIFO end opened by ipcx: `Read`/`Write` block, as on a pipe.
     pub(crate) fn from_parts(fd: OwnedFd, label: Label, op: &'static str) -> Result<PipeReader> {
-        End::from_fd(fd, label, op, Some(true)).map(PipeReader)
+        End::from_fd(fd, label, op, Some(true), Access::Read).map(PipeReader)
     }
 
     /// Reads what is available now, without waiting.
@@ -414,7 +446,7 @@ impl PipeReader {
 impl PipeWriter {
     /// A FIFO end opened by ipcx: `Read`/`Write` block, as on a pipe.
     pub(crate) fn from_parts(fd: OwnedFd, label: Label, op: &'static str) -> Result<PipeWriter> {
-        End::from_fd(fd, label, op, Some(true)).map(PipeWriter)
+        End::from_fd(fd, label, op, Some(true), Access::Write).map(PipeWriter)
     }
 
     /// Writes what fits now, without waiting. Returns how many bytes were written.
@@ -668,7 +700,7 @@ impl io::Write for &PipeWriter {
 }
 
 macro_rules! end_conversions {
-    ($ty:ident, $std:ty) => {
+    ($ty:ident, $std:ty, $access:expr) => {
         impl AsFd for $ty {
             fn as_fd(&self) -> BorrowedFd<'_> {
                 self.0.fd()
@@ -692,13 +724,14 @@ macro_rules! end_conversions {
         impl TryFrom<OwnedFd> for $ty {
             type Error = Error;
             /// Adopts a pipe or FIFO descriptor, keeping its blocking mode for
-            /// `Read`/`Write`; fails with `InvalidInput` for any other descriptor.
+            /// `Read`/`Write`; fails with `InvalidInput` for any other descriptor, and
+            /// for a descriptor of the pipe's other end.
             ///
             /// The open file description becomes non-blocking underneath (ipcx restores
             /// the mode when the descriptor leaves it), which duplicates of the
             /// descriptor held elsewhere also see.
             fn try_from(fd: OwnedFd) -> Result<$ty> {
-                End::from_fd(fd, Arc::from("pipe"), "adopt", None).map($ty)
+                End::from_fd(fd, Arc::from("pipe"), "adopt", None, $access).map($ty)
             }
         }
 
@@ -716,5 +749,5 @@ macro_rules! end_conversions {
         }
     };
 }
-end_conversions!(PipeReader, io::PipeReader);
-end_conversions!(PipeWriter, io::PipeWriter);
+end_conversions!(PipeReader, io::PipeReader, Access::Read);
+end_conversions!(PipeWriter, io::PipeWriter, Access::Write);

@@ -11,6 +11,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -19,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
+use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvFlags, RecvMsg, ReturnFlags, SendFlags, SocketAddrAny,
-    SocketAddrUnix, SocketFlags, addr::SocketAddrArg, sockopt,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags,
+    SocketAddrAny, SocketAddrUnix, SocketFlags, addr::SocketAddrArg, sockopt,
 };
 
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -292,14 +294,32 @@ fn send_to_until(
     deadline: Deadline,
 ) -> Result<usize> {
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-    retry(
-        &[(fd, PollFlags::OUT)],
-        deadline,
-        "sendto",
-        &label(fd),
-        || rustix::net::sendto(fd, buf, flags, to),
-    )
-    .map_err(|e| send_error(e, fd, buf.len()))
+    let object = label(fd);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match rustix::net::sendto(fd, buf, flags, to) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if matches!(deadline, Deadline::Now) => {
+                return Err(Error::from_errno("sendto", libc::EAGAIN).with_object(&object));
+            }
+            Err(Errno::AGAIN) => {
+                if poll_now(fd, PollFlags::OUT).contains(PollFlags::OUT) {
+                    // An unconnected Unix datagram socket polls writable even while the
+                    // receiver's queue is full, so poll cannot wait for it: back off.
+                    let left = deadline.remaining("sendto", &object)?;
+                    std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                } else {
+                    wait_fd(fd, PollFlags::OUT, deadline, "sendto", &object)?;
+                }
+            }
+            Err(e) => {
+                let err = Error::from_errno("sendto", e.raw_os_error()).with_object(&object);
+                return Err(send_error(err, fd, buf.len()));
+            }
+        }
+    }
 }
 
 fn recv_from_until(
@@ -307,20 +327,8 @@ fn recv_from_until(
     buf: &mut [u8],
     deadline: Deadline,
 ) -> Result<(usize, Option<SocketAddrAny>)> {
-    let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC;
-    let len = buf.len();
-    let msg = retry(
-        &[(fd, PollFlags::IN)],
-        deadline,
-        "recvfrom",
-        &label(fd),
-        || {
-            let mut control = RecvAncillaryBuffer::new(&mut []);
-            rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)
-        },
-    )?;
-    check_recv(&msg, len, fd)?;
-    Ok((msg.bytes, msg.address))
+    let got = recv_msg(fd, buf, deadline, "recvfrom", Framing::Messages, 0)?;
+    Ok((got.bytes, got.address))
 }
 
 /// Accept with `try_` and `_timeout` forms, for [`UnixListener`] and [`TcpListener`].
@@ -337,7 +345,9 @@ pub trait ListenerExt: AsFd + sealed::SealedListener {
     /// The accepted connection's type.
     type Conn: From<OwnedFd>;
 
-    /// Accepts a pending connection, if there is one now.
+    /// Accepts a pending connection, if there is one now. (On a blocking listener shared
+    /// with another accepting thread or process, a connection that the other side takes
+    /// between the check and the accept leaves this call waiting for the next one.)
     ///
     /// # Errors
     /// [`ErrorKind::WouldBlock`] when none is pending; [`ErrorKind::LimitReached`] when the
@@ -366,15 +376,34 @@ impl ListenerExt for TcpListener {
 fn accept_until(fd: BorrowedFd<'_>, deadline: Deadline) -> Result<OwnedFd> {
     let object = label(fd);
     loop {
-        // Wait only while nothing is pending; another thread may take the connection
-        // between the poll and the accept, and then we wait again.
+        // Wait only while nothing is pending. Another thread or process may take the
+        // connection between the poll and the accept: a non-blocking listener then says
+        // EAGAIN and we wait again; a blocking one waits inside accept (see the docs).
         if !poll_now(fd, PollFlags::IN).contains(PollFlags::IN) {
             wait_fd(fd, PollFlags::IN, deadline, "accept", &object)?;
             continue;
         }
-        return retry(&[], Deadline::Now, "accept", &object, || {
-            rustix::net::accept_with(fd, SocketFlags::CLOEXEC)
-        });
+        match accept_once(fd) {
+            Ok(conn) => return Ok(conn),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if matches!(deadline, Deadline::Now) => {
+                return Err(Error::from_errno("accept", libc::EAGAIN).with_object(&object));
+            }
+            Err(Errno::AGAIN) => {}
+            Err(e) => {
+                return Err(Error::from_errno("accept", e.raw_os_error()).with_object(&object));
+            }
+        }
+    }
+}
+
+/// One `accept4` with close-on-exec. A connection that was aborted while it waited in
+/// the queue (`ECONNABORTED`, `EPROTO`) is not an error of the listener: it reads as
+/// `EINTR`, so callers simply try again.
+pub(crate) fn accept_once(fd: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    match rustix::net::accept_with(fd, SocketFlags::CLOEXEC) {
+        Err(Errno::CONNABORTED) | Err(Errno::PROTO) => Err(Errno::INTR),
+        other => other,
     }
 }
 
@@ -414,41 +443,111 @@ pub(crate) fn recv_until(
     deadline: Deadline,
     framing: Framing,
 ) -> Result<usize> {
+    recv_msg(fd, buf, deadline, "recv", framing, 0).map(|got| got.bytes)
+}
+
+/// What one validated `recvmsg` delivered.
+pub(crate) struct Received {
+    pub(crate) bytes: usize,
+    pub(crate) address: Option<SocketAddrAny>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// Control-data room for what a socket option may add to a message besides descriptors
+/// (credentials, timestamps, security labels), so that enabling one does not make
+/// every message look truncated.
+const CONTROL_SLACK: usize = 128;
+
+/// One `recvmsg` with every check ipcx promises: a message that did not fit `buf`
+/// ([`ErrorKind::MessageTooLarge`]), more descriptors than `max_fds` (all of them closed,
+/// [`ErrorKind::Corrupt`]), or control data that was cut (`MSG_CTRUNC`: descriptors lost
+/// to `EMFILE` are [`ErrorKind::LimitReached`]). Other control messages are ignored.
+pub(crate) fn recv_msg(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Deadline,
+    op: &'static str,
+    framing: Framing,
+    max_fds: usize,
+) -> Result<Received> {
     let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
     if framing == Framing::Messages {
         // Report a datagram's real length, so a truncation is seen and sized.
         flags |= RecvFlags::TRUNC;
     }
+    // Room for the descriptors asked for (at least one, to see unasked ones arrive) and
+    // for credentials and the like; on the stack unless many descriptors are asked for.
+    let room = rustix::cmsg_space!(ScmRights(max_fds.max(1)), ScmCredentials(1)) + CONTROL_SLACK;
+    let mut stack = [MaybeUninit::<u8>::uninit(); 512];
+    let mut heap = Vec::new();
+    let space: &mut [MaybeUninit<u8>] = if room <= stack.len() {
+        &mut stack[..room]
+    } else {
+        heap.resize(room, MaybeUninit::uninit());
+        &mut heap
+    };
     let len = buf.len();
-    let msg = retry(&[(fd, PollFlags::IN)], deadline, "recv", &label(fd), || {
-        // No room for control data: descriptors the peer attached are closed by the
-        // kernel and flagged with MSG_CTRUNC.
-        let mut control = RecvAncillaryBuffer::new(&mut []);
-        rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)
+    let mut fds = Vec::new();
+    let msg = retry(&[(fd, PollFlags::IN)], deadline, op, &label(fd), || {
+        let mut control = RecvAncillaryBuffer::new(&mut *space);
+        let msg = rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        Ok(msg)
     })?;
-    check_recv(&msg, len, fd)?;
-    Ok(msg.bytes)
-}
-
-/// Rejects a receive the kernel flagged as truncated: data that did not fit, or control
-/// data (descriptors) that had no room.
-pub(crate) fn check_recv(msg: &RecvMsg, len: usize, fd: BorrowedFd<'_>) -> Result<()> {
+    // From here on `fds` owns whatever arrived: every early return closes them all.
+    let got = fds.len();
+    let lost_data = || match framing {
+        Framing::Stream => format!(
+            "; the {} bytes that came with them were discarded, so the stream is out of step: close it",
+            msg.bytes
+        ),
+        Framing::Messages => String::new(),
+    };
+    if got > max_fds || (msg.flags.contains(ReturnFlags::CTRUNC) && got >= max_fds) {
+        drop(fds);
+        let hint = if max_fds == 0 {
+            "the peer attached descriptors this receive does not accept; they were closed \
+             (use UnixSocketExt::recv_fds on channels that carry descriptors)"
+                .to_string()
+        } else {
+            format!(
+                "the peer sent more than the {max_fds} descriptors this receive accepts; all {got} received were closed"
+            )
+        };
+        return Err(Error::new(op, ErrorKind::Corrupt)
+            .with_object(label(fd))
+            .with_hint(hint + &lost_data()));
+    }
     if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(Error::new("recv", ErrorKind::Corrupt).with_object(label(fd)).with_hint(
-            "the peer attached descriptors this receive does not accept; the kernel closed them \
-             (use UnixSocketExt::recv_fds on channels that carry descriptors)",
-        ));
+        drop(fds);
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        return Err(Error::new(op, ErrorKind::LimitReached)
+            .with_object(label(fd))
+            .with_hint(format!(
+                "descriptors arrived but this process had no room for them (RLIMIT_NOFILE is {}); \
+             {got} were received and closed, the message is consumed{}",
+                limit.map_or_else(|| "unlimited".into(), |n| n.to_string()),
+                lost_data()
+            )));
     }
     if msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > len {
-        return Err(Error::new("recv", ErrorKind::MessageTooLarge)
+        return Err(Error::new(op, ErrorKind::MessageTooLarge)
             .with_object(label(fd))
             .with_hint(format!(
                 "a {}-byte message did not fit the {len}-byte buffer and was discarded; \
-                 receive into a buffer as large as the largest message",
+             receive into a buffer as large as the largest message",
                 msg.bytes
             )));
     }
-    Ok(())
+    Ok(Received {
+        bytes: msg.bytes,
+        address: msg.address,
+        fds,
+    })
 }
 
 /// Names a socket in error messages by its peer's address, else its own. Computed only

@@ -123,6 +123,10 @@ pub(crate) fn retry<T>(
         match attempt() {
             Ok(v) => return Ok(v),
             Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) if waits.is_empty() => {
+                // Nothing to wait on: going round again would spin.
+                return Err(Error::from_errno(op, libc::EAGAIN).with_object(object));
+            }
             Err(Errno::AGAIN) => {
                 for &(fd, events) in waits {
                     wait_fd(fd, events, deadline, op, object)?;

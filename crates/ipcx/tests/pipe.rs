@@ -539,3 +539,14 @@ fn sendfile_errors_name_source_and_destination() {
         "{text}"
     );
 }
+
+#[test]
+fn adopting_the_wrong_end_is_refused() {
+    // A read end adopted as a writer would let vmsplice write into borrowed memory.
+    let (std_rx, std_tx) = std::io::pipe().unwrap();
+    let err = ipcx::pipe::PipeWriter::try_from(OwnedFd::from(std_rx)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("not open for writing"), "{err}");
+    let err = ipcx::pipe::PipeReader::try_from(OwnedFd::from(std_tx)).unwrap_err();
+    assert!(err.to_string().contains("not open for reading"), "{err}");
+}

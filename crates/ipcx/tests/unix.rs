@@ -898,3 +898,68 @@ fn datagram_send_to_and_recv_from_report_faults() {
         ErrorKind::InvalidName
     );
 }
+
+#[test]
+fn accepting_threads_that_lose_the_race_wait_instead_of_spinning() {
+    let dir = common::tempdir();
+    let server = listen(dir.path().join("race")).unwrap();
+    server.set_nonblocking(true).unwrap();
+    let _client = UnixStream::connect(server.path()).unwrap();
+    let results: Vec<ErrorKind> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| server.accept_timeout(Duration::from_millis(200)).map(drop).map_err(|e| e.kind())))
+            .collect();
+        racers.into_iter().filter_map(|r| r.join().unwrap().err()).collect()
+    });
+    assert_eq!(results, [ErrorKind::TimedOut], "one thread accepts, the other times out");
+    assert_eq!(server.try_accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+#[test]
+fn sending_to_a_full_unconnected_receiver_pushes_back() {
+    use ipcx::DatagramExt;
+    let dir = common::tempdir();
+    let deaf = bind_datagram(dir.path().join("deaf")).unwrap();
+    let (sender, _other) = UnixDatagram::pair().unwrap();
+    let mut sent = 0;
+    let err = loop {
+        match sender.try_send_to(&[0u8; 512], deaf.path()) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100_000, "the receiver's queue never filled");
+    };
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    // poll says "writable" for an unconnected socket, so this must back off, not spin
+    // or hang, and give up at its deadline.
+    let start = Instant::now();
+    let err = sender.send_to_timeout(&[0u8; 512], deaf.path(), Duration::from_millis(60)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(60));
+    // Once the receiver reads, sending works again.
+    deaf.recv_timeout(&mut [0u8; 512], T).unwrap();
+    sender.send_to_timeout(&[0u8; 512], deaf.path(), T).unwrap();
+}
+
+#[test]
+fn credentials_enabled_on_a_socket_do_not_make_messages_look_corrupt() {
+    let (a, b) = Seqpacket::pair().unwrap();
+    rustix::net::sockopt::set_socket_passcred(&b, true).unwrap();
+    a.send(b"with creds").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(b.recv_timeout(&mut buf, T).unwrap(), 10);
+    let file = tempfile::tempfile().unwrap();
+    a.send_fds(b"fd", &[file.as_fd()]).unwrap();
+    let (n, fds) = b.recv_fds_timeout(&mut buf, 1, T).unwrap();
+    assert_eq!((n, fds.len()), (2, 1));
+}
+
+#[test]
+fn a_stream_that_lost_data_with_unwanted_descriptors_says_so() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let file = tempfile::tempfile().unwrap();
+    a.send_fds(b"abc", &[file.as_fd()]).unwrap();
+    let err = b.recv_timeout(&mut [0u8; 8], T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.to_string().contains("the 3 bytes that came with them were discarded"), "{err}");
+}

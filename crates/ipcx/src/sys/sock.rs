@@ -40,18 +40,26 @@ pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
 }
 
 /// `vmsplice(2)` of user buffers into a pipe, without `SPLICE_F_GIFT`.
+///
+/// Fails with `EBADF` unless `pipe` is open for writing: on a read end, `vmsplice` would
+/// copy pipe data *into* the buffers, which are only borrowed for reading.
 pub(crate) fn vmsplice_to_pipe(
     pipe: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
 ) -> rustix::io::Result<usize> {
+    let mode = rustix::fs::fcntl_getfl(pipe)? & rustix::fs::OFlags::RWMODE;
+    if mode != rustix::fs::OFlags::WRONLY && mode != rustix::fs::OFlags::RDWR {
+        return Err(rustix::io::Errno::BADF);
+    }
     let raw: Vec<rustix::pipe::IoSliceRaw<'_>> = bufs
         .iter()
         .map(|b| rustix::pipe::IoSliceRaw::from_slice(b))
         .collect();
     // SAFETY:
     // - every slice is borrowed for the whole call, so the memory is valid for reads;
-    // - the descriptor is the write end of a pipe: the kernel only reads the buffers
-    //   (it never writes them), which the shared borrows permit;
+    // - the descriptor was just checked to be open for writing, so the kernel moves data
+    //   from the buffers into the pipe and never writes them, as the shared borrows
+    //   require (on a read end it would copy pipe data into them);
     // - without `SPLICE_F_GIFT` the pages stay the caller's; the kernel holds its own
     //   references to them, so freeing the buffers later is sound (documented on
     //   `PipeWriter::vmsplice`: the reader may then see the newer contents).

@@ -1,20 +1,17 @@
 //! Descriptor passing (`SCM_RIGHTS`) and peer identity (`SO_PEERCRED`, `SO_PEERPIDFD`).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, sockopt,
-};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sockopt};
 
 use super::Seqpacket;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::sock::{check_recv, label, send_error};
+use crate::sock::{Framing, label, recv_msg, send_error};
 use crate::wait::{Deadline, retry};
 
 /// The most descriptors one message can carry: the kernel's `SCM_MAX_FD`.
@@ -232,51 +229,10 @@ fn recv_fds_until(
                 "max_fds {max_fds} is more than one message carries ({MAX_FDS_PER_MESSAGE})"
             )));
     }
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max_fds.max(1)))];
-    let len = buf.len();
-    let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
-    let stream = sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", label(fd))?
-        == rustix::net::SocketType::STREAM;
-    if !stream {
-        flags |= RecvFlags::TRUNC;
-    }
-    let mut fds = Vec::new();
-    let msg = retry(
-        &[(fd, PollFlags::IN)],
-        deadline,
-        "recvmsg",
-        &label(fd),
-        || {
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let msg =
-                rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
-            for message in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(received) = message {
-                    fds.extend(received);
-                }
-            }
-            Ok(msg)
-        },
-    )?;
-    // From here on, `fds` owns whatever arrived: every early return closes them all.
-    if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > max_fds {
-        let got = fds.len();
-        drop(fds);
-        let err = Error::new("recvmsg", ErrorKind::Corrupt).with_object(label(fd));
-        return Err(if got < max_fds {
-            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-            err.with_kind(ErrorKind::LimitReached).with_hint(format!(
-                "descriptors arrived but this process had no room for them (RLIMIT_NOFILE is {}); \
-                     {got} were received and closed, the message is consumed",
-                limit.map_or_else(|| "unlimited".into(), |n| n.to_string())
-            ))
-        } else {
-            err.with_hint(format!(
-                "the peer sent more than the {max_fds} descriptors this receive accepts; \
-                     all {got} received were closed"
-            ))
-        });
-    }
-    check_recv(&msg, len, fd)?;
-    Ok((msg.bytes, fds))
+    let framing = match sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", label(fd))? {
+        rustix::net::SocketType::STREAM => Framing::Stream,
+        _ => Framing::Messages,
+    };
+    let got = recv_msg(fd, buf, deadline, "recvmsg", framing, max_fds)?;
+    Ok((got.bytes, got.fds))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::fs::OFlags;
-use rustix::net::{SocketFlags, SocketType};
+use rustix::net::SocketType;
 
 use crate::error::{Context, Result};
 use crate::sock::{Framing, label, recv_until, send_until};
@@ -193,7 +193,7 @@ impl SeqpacketListener {
             deadline,
             "accept",
             &label(fd),
-            || rustix::net::accept_with(fd, SocketFlags::CLOEXEC),
+            || crate::sock::accept_once(fd),
         )
         .map(Seqpacket::from)
     }
