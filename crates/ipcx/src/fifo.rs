@@ -130,8 +130,7 @@ impl FifoOptions {
         })?;
         let owner = PathOwner::record(path)?;
         // mkfifo applied the umask, which can only have removed bits: set the exact mode.
-        rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(self.mode), AtFlags::empty())
-            .op_on("chmod", path.display())?;
+        owner.set_mode(self.mode)?;
         Ok(Fifo {
             path: path.to_path_buf(),
             owner: Some(owner),
@@ -149,7 +148,12 @@ fn check_existing(path: &Path, mine_only: bool) -> Result<()> {
             .with_hint("the path is a symbolic link; ipcx does not follow links to FIFOs"));
     }
     if ft != FileType::Fifo {
-        return Err(Error::new("open FIFO", ErrorKind::AlreadyExists)
+        let kind = if mine_only {
+            ErrorKind::AlreadyExists
+        } else {
+            ErrorKind::InvalidInput
+        };
+        return Err(Error::new("open FIFO", kind)
             .with_object(path.display())
             .with_hint(format!("the path exists but is a {ft:?}, not a FIFO")));
     }

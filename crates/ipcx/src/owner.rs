@@ -44,23 +44,48 @@ pub(crate) struct PathOwner {
 }
 
 impl PathOwner {
-    /// Records the file now at `path` as created by the caller.
+    /// Records the file the caller has just created at `path`. The path is made
+    /// absolute, so a later `chdir` cannot make the owner miss its file. If the file
+    /// cannot be pinned (out of descriptors), it is removed again and the error returned,
+    /// so a retry does not find an ownerless leftover.
     pub(crate) fn record(path: &Path) -> Result<PathOwner> {
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let pin =
-            rustix::fs::open(path, flags, Mode::empty()).op_on("open O_PATH", path.display())?;
-        let st = rustix::fs::fstat(&pin).op_on("stat", path.display())?;
-        Ok(PathOwner {
-            path: path.to_path_buf(),
-            _pin: pin,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            keep: false,
-        })
+        let pinned = std::path::absolute(path)
+            .op_on("absolute path", path.display())
+            .and_then(|abs| {
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let pin = rustix::fs::open(&abs, flags, Mode::empty())
+                    .op_on("open O_PATH", path.display())?;
+                let st = rustix::fs::fstat(&pin).op_on("stat", path.display())?;
+                Ok(PathOwner {
+                    path: abs,
+                    _pin: pin,
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    keep: false,
+                })
+            });
+        if pinned.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        pinned
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sets the permission bits of the owned file itself, through the pin: a symbolic
+    /// link swapped in at the path meanwhile cannot redirect the change elsewhere.
+    pub(crate) fn set_mode(&self, mode: u32) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let via_pin = format!("/proc/self/fd/{}", self._pin.as_raw_fd());
+        rustix::fs::chmodat(
+            CWD,
+            via_pin.as_str(),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .op_on("chmod", self.path.display())
     }
 
     /// Leaves the file in place when the owner is dropped.

@@ -561,20 +561,26 @@ fn socket_files_are_created_0600_whatever_the_umask() {
 #[test]
 fn a_live_socket_is_never_taken_over() {
     let dir = common::tempdir();
+    // Held by ipcx: its lock proves it alive.
     let path = dir.path().join("live");
     let _server = listen(&path).unwrap();
-    for err in [
-        listen(&path).unwrap_err(),
-        listen_seqpacket(&path).unwrap_err(),
-        bind_datagram(&path).unwrap_err(),
+    // Held by a program that is not ipcx (no lock): the connect probe finds it alive.
+    let foreign = dir.path().join("foreign");
+    let other = std::os::unix::net::UnixListener::bind(&foreign).unwrap();
+    for (target, why) in [
+        (&path, ".lock and serves this path"),
+        (&foreign, "a live socket is bound at this path"),
     ] {
-        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-        assert!(
-            err.to_string()
-                .contains("a live socket is bound at this path"),
-            "{err}"
-        );
+        for err in [
+            listen(target).unwrap_err(),
+            listen_seqpacket(target).unwrap_err(),
+            bind_datagram(target).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+        }
     }
+    drop(other);
 }
 
 #[test]
@@ -907,12 +913,29 @@ fn accepting_threads_that_lose_the_race_wait_instead_of_spinning() {
     let _client = UnixStream::connect(server.path()).unwrap();
     let results: Vec<ErrorKind> = std::thread::scope(|s| {
         let racers: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| server.accept_timeout(Duration::from_millis(200)).map(drop).map_err(|e| e.kind())))
+            .map(|_| {
+                s.spawn(|| {
+                    server
+                        .accept_timeout(Duration::from_millis(200))
+                        .map(drop)
+                        .map_err(|e| e.kind())
+                })
+            })
             .collect();
-        racers.into_iter().filter_map(|r| r.join().unwrap().err()).collect()
+        racers
+            .into_iter()
+            .filter_map(|r| r.join().unwrap().err())
+            .collect()
     });
-    assert_eq!(results, [ErrorKind::TimedOut], "one thread accepts, the other times out");
-    assert_eq!(server.try_accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        results,
+        [ErrorKind::TimedOut],
+        "one thread accepts, the other times out"
+    );
+    assert_eq!(
+        server.try_accept().unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
 }
 
 #[test]
@@ -933,7 +956,9 @@ fn sending_to_a_full_unconnected_receiver_pushes_back() {
     // poll says "writable" for an unconnected socket, so this must back off, not spin
     // or hang, and give up at its deadline.
     let start = Instant::now();
-    let err = sender.send_to_timeout(&[0u8; 512], deaf.path(), Duration::from_millis(60)).unwrap_err();
+    let err = sender
+        .send_to_timeout(&[0u8; 512], deaf.path(), Duration::from_millis(60))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(start.elapsed() >= Duration::from_millis(60));
     // Once the receiver reads, sending works again.
@@ -961,5 +986,85 @@ fn a_stream_that_lost_data_with_unwanted_descriptors_says_so() {
     a.send_fds(b"abc", &[file.as_fd()]).unwrap();
     let err = b.recv_timeout(&mut [0u8; 8], T).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
-    assert!(err.to_string().contains("the 3 bytes that came with them were discarded"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the 3 bytes that came with them were discarded"),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_binders_of_one_path_yield_exactly_one_owner() {
+    if common::role().is_some() {
+        let path = common::arg("PATH");
+        match listen(&path) {
+            Ok(server) => {
+                common::say("won");
+                std::thread::sleep(Duration::from_millis(300));
+                // The winner's file must still be its own, and it must still serve.
+                let _c = UnixStream::connect(&path).unwrap();
+                server.accept_timeout(T).unwrap();
+            }
+            Err(e) => common::say(format!("lost {:?}", e.kind())),
+        }
+        std::process::exit(0);
+    }
+    let dir = common::tempdir();
+    let path = dir.path().join("contested");
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            common::child(
+                "concurrent_binders_of_one_path_yield_exactly_one_owner",
+                "binder",
+                &[("PATH", path.to_str().unwrap())],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = common::finish(c);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            common::reports(&out)
+        })
+        .collect();
+    let winners = outcomes.iter().filter(|o| *o == "won").count();
+    assert!(winners >= 1, "{outcomes:?}");
+    // Binders that start after the winner left may win in turn; but while one owns the
+    // path, every other gets AlreadyExists, and no one ever loses for another reason.
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o == "won" || o == "lost AlreadyExists"),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
+fn a_live_owner_is_recognised_even_when_its_file_looks_stale() {
+    let dir = common::tempdir();
+    let path = dir.path().join("owned");
+    let _server = listen(&path).unwrap();
+    // Swap in a socket that is bound but not listening: it refuses connections exactly
+    // as a dead one does, which is what a server between bind and listen looks like.
+    std::fs::remove_file(&path).unwrap();
+    let imposter = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&imposter, &rustix::net::SocketAddrUnix::new(&path).unwrap()).unwrap();
+    let err = listen(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(
+        path.exists(),
+        "the file was not taken for stale and removed"
+    );
 }

@@ -43,7 +43,7 @@ mod seqpacket;
 use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
@@ -74,6 +74,8 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 pub struct SocketFile<T> {
     socket: T,
     owner: PathOwner,
+    // Declared after `owner`: the socket file is removed before the lock is released.
+    _lock: BindLock,
 }
 
 impl<T> SocketFile<T> {
@@ -84,9 +86,14 @@ impl<T> SocketFile<T> {
 
     /// Leaves the socket file in place on drop and returns the socket. A later
     /// [`listen`] by the same user takes the stale file over once this socket is closed.
-    pub fn keep(mut self) -> T {
-        self.owner.keep();
-        self.socket
+    pub fn keep(self) -> T {
+        let SocketFile {
+            socket,
+            mut owner,
+            _lock,
+        } = self;
+        owner.keep();
+        socket
     }
 }
 
@@ -150,19 +157,21 @@ impl BindOptions {
 
     /// Binds and listens with a stream socket.
     pub fn listen(&self, path: impl AsRef<Path>) -> Result<SocketFile<UnixListener>> {
-        let (fd, owner) = self.bind(path.as_ref(), SocketType::STREAM)?;
+        let (fd, owner, _lock) = self.bind(path.as_ref(), SocketType::STREAM)?;
         Ok(SocketFile {
             socket: UnixListener::from(fd),
             owner,
+            _lock,
         })
     }
 
     /// Binds a datagram socket.
     pub fn bind_datagram(&self, path: impl AsRef<Path>) -> Result<SocketFile<UnixDatagram>> {
-        let (fd, owner) = self.bind(path.as_ref(), SocketType::DGRAM)?;
+        let (fd, owner, _lock) = self.bind(path.as_ref(), SocketType::DGRAM)?;
         Ok(SocketFile {
             socket: UnixDatagram::from(fd),
             owner,
+            _lock,
         })
     }
 
@@ -171,16 +180,18 @@ impl BindOptions {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<SocketFile<SeqpacketListener>> {
-        let (fd, owner) = self.bind(path.as_ref(), SocketType::SEQPACKET)?;
+        let (fd, owner, _lock) = self.bind(path.as_ref(), SocketType::SEQPACKET)?;
         Ok(SocketFile {
             socket: SeqpacketListener::from_listening(fd)?,
             owner,
+            _lock,
         })
     }
 
-    fn bind(&self, path: &Path, ty: SocketType) -> Result<(OwnedFd, PathOwner)> {
+    fn bind(&self, path: &Path, ty: SocketType) -> Result<(OwnedFd, PathOwner, BindLock)> {
         check_socket_path(path)?;
         let object = path.display();
+        let lock = BindLock::acquire(path)?;
         clear_stale(path, ty)?;
         let addr = SocketAddrUnix::new(path).op_on("bind", &object)?;
         let fd = rustix::net::socket_with(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None)
@@ -198,12 +209,82 @@ impl BindOptions {
         })?;
         let owner = PathOwner::record(path)?;
         // Restore any bits the umask removed; this only ever widens up to `mode`.
-        rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(self.mode), AtFlags::empty())
-            .op_on("chmod", &object)?;
+        owner.set_mode(self.mode)?;
         if ty != SocketType::DGRAM {
             rustix::net::listen(&fd, self.backlog).op_on("listen", &object)?;
         }
-        Ok((fd, owner))
+        Ok((fd, owner, lock))
+    }
+}
+
+/// Serialises the processes that bind one socket path, and proves the owner alive
+/// without trusting a PID: an exclusive `flock` on `<path>.lock`, held for as long as
+/// the [`SocketFile`] exists and released by the kernel when its process dies.
+///
+/// Without it, a socket that is bound but not yet listening refuses connections like a
+/// dead one, so a second binder could take a live socket file for stale and remove it.
+#[derive(Debug)]
+struct BindLock {
+    path: PathBuf,
+    _file: OwnedFd,
+}
+
+impl BindLock {
+    fn acquire(socket: &Path) -> Result<BindLock> {
+        let mut name = socket.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let object = path.display();
+        let me = rustix::process::geteuid().as_raw();
+        loop {
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+            let file = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o600)).map_err(|e| {
+                let err = Error::from_errno("open lock", e.raw_os_error()).with_object(&object);
+                match e {
+                    Errno::LOOP => err.with_kind(ErrorKind::PermissionDenied).with_hint(
+                        "a symbolic link is planted at the lock path; refusing to follow it",
+                    ),
+                    Errno::NOENT => err.with_hint("the parent directory does not exist"),
+                    _ => err,
+                }
+            })?;
+            let st = rustix::fs::fstat(&file).op_on("stat", &object)?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_uid != me {
+                return Err(Error::new("open lock", ErrorKind::PermissionDenied).with_object(&object).with_hint(
+                    format!("the lock file is not a regular file of uid {me} (owner uid {}); refusing to use it", st.st_uid),
+                ));
+            }
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) => {
+                    return Err(Error::new("bind", ErrorKind::AlreadyExists)
+                        .with_object(socket.display())
+                        .with_hint(format!(
+                            "a live process holds {} and serves this path",
+                            path.display()
+                        )));
+                }
+                Err(e) => {
+                    return Err(Error::from_errno("flock", e.raw_os_error()).with_object(&object));
+                }
+            }
+            // The previous holder removes the lock file as it lets go: if it did so between
+            // our open and our flock, we hold a lock on a file nobody else will open. Retry.
+            match rustix::fs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
+                    return Ok(BindLock { path, _file: file });
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Drop for BindLock {
+    fn drop(&mut self) {
+        // Still holding the lock, so no one else can have replaced the file. The lock
+        // itself goes when `_file` closes, right after.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -270,7 +351,7 @@ fn clear_stale(path: &Path, ty: SocketType) -> Result<()> {
                 ),
             }
         }
-        Err(Errno::ACCESS) | Err(Errno::PERM) => refuse(
+        Err(Errno::ACCESS) => refuse(
             ErrorKind::PermissionDenied,
             "cannot probe the existing socket file (no write permission)".into(),
         ),
