@@ -43,9 +43,8 @@ fn parent() -> Result<(), Box<dyn Error>> {
     let (mine, theirs) = ipcx::unix::stream_pair()?;
     let cred = mine.peer_credentials()?;
     println!(
-        "[parent] created a socket pair; the peer credentials of my end say pid {} uid {} \
-         (a pair records its creator: me)",
-        cred.pid, cred.uid
+        "[parent] created a socket pair; the peer credentials of my end say {cred} \
+         (a pair records its creator: me)"
     );
 
     let mut cmd = common::child_command()?;
@@ -98,12 +97,9 @@ fn child() -> Result<(), Box<dyn Error>> {
     // Our stdin is the parent's socket: duplicate it into a UnixStream of our own.
     let stream = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let cred = stream.peer_credentials()?;
-    println!(
-        "[child] stdin is a Unix socket; its peer credentials say pid {} uid {}",
-        cred.pid, cred.uid
-    );
-    if cred.pid != std::os::unix::process::parent_id() {
-        return Err(format!("the pair's creator {} is not my parent", cred.pid).into());
+    println!("[child] stdin is a Unix socket; its peer credentials say {cred}");
+    if cred.pid != Some(std::os::unix::process::parent_id()) {
+        return Err(format!("the pair's creator ({cred}) is not my parent").into());
     }
     println!("[child] that is my parent's pid: it created the pair");
 

@@ -46,8 +46,8 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
     let conn = listener.accept_timeout(TIMEOUT)?;
     println!(
-        "[parent] accepted a connection from pid {}",
-        conn.peer_credentials()?.pid
+        "[parent] accepted a connection from {}",
+        conn.peer_credentials()?
     );
 
     // Receive until the child's last message, one message per receive.

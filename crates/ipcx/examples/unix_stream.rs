@@ -50,12 +50,9 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
     let conn = server.accept_timeout(TIMEOUT)?;
     let cred = conn.peer_credentials()?;
-    println!(
-        "[parent] accepted a connection; SO_PEERCRED says pid {} uid {} gid {}",
-        cred.pid, cred.uid, cred.gid
-    );
-    if cred.pid != child_pid {
-        return Err(format!("the peer is pid {}, not the child {child_pid}", cred.pid).into());
+    println!("[parent] accepted a connection; SO_PEERCRED says {cred}");
+    if cred.pid != Some(child_pid) {
+        return Err(format!("the peer is {cred}, not the child {child_pid}").into());
     }
     println!("[parent] the peer's pid is the child's pid from Child::id()");
 
@@ -106,10 +103,8 @@ fn child(path: &Path) -> Result<(), Box<dyn Error>> {
     let conn = ipcx::unix::connect_timeout(path, TIMEOUT)?;
     let cred = conn.peer_credentials()?;
     println!(
-        "[child] connected to {}; the server is pid {} uid {}",
+        "[child] connected to {}; the server is {cred}",
         path.display(),
-        cred.pid,
-        cred.uid
     );
     let mut lines = Lines::new();
     for request in REQUESTS {

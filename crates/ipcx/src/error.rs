@@ -71,14 +71,11 @@ impl ErrorKind {
             EAGAIN => ErrorKind::WouldBlock,
             ETIMEDOUT => ErrorKind::TimedOut,
             EMSGSIZE | EFBIG => ErrorKind::MessageTooLarge,
-            EPIPE | ECONNRESET | ECONNREFUSED | ECONNABORTED | ENOTCONN | ENXIO | ESRCH => {
-                ErrorKind::PeerGone
-            }
+            EPIPE | ECONNRESET | ECONNREFUSED | ECONNABORTED | ENXIO | ESRCH => ErrorKind::PeerGone,
             ENAMETOOLONG => ErrorKind::InvalidName,
-            EINVAL | EBADF | ENOTSOCK | EISDIR | ENOTDIR | EBUSY | ESPIPE => {
-                ErrorKind::InvalidInput
-            }
-            EMFILE | ENFILE | ENOSPC | ENOMEM | ENOBUFS | EDQUOT | EMLINK => {
+            EINVAL | EBADF | ENOTSOCK | EISDIR | ENOTDIR | EBUSY | ESPIPE | ENOTCONN
+            | EDESTADDRREQ | EISCONN => ErrorKind::InvalidInput,
+            EMFILE | ENFILE | ENOSPC | ENOMEM | ENOBUFS | EDQUOT | EMLINK | ETOOMANYREFS => {
                 ErrorKind::LimitReached
             }
             EIDRM => ErrorKind::Removed,
@@ -279,8 +276,18 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
+    /// Keeps the whole message (and the `ipcx::Error`, reachable with `get_ref`). The
+    /// `io::ErrorKind` is the one std gives the errno (`ConnectionRefused`,
+    /// `StorageFull`, …), so code that matches std's kinds keeps working; errors without
+    /// an errno use [`ErrorKind::to_io`].
     fn from(e: Error) -> io::Error {
-        io::Error::new(e.kind.to_io(), e)
+        let kind = match e.errno {
+            Some(errno) if e.kind == ErrorKind::from_errno(errno) => {
+                io::Error::from_raw_os_error(errno).kind()
+            }
+            _ => e.kind.to_io(),
+        };
+        io::Error::new(kind, e)
     }
 }
 
@@ -393,6 +400,10 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         EALREADY => "EALREADY",
         EINPROGRESS => "EINPROGRESS",
         EDQUOT => "EDQUOT",
+        ETOOMANYREFS => "ETOOMANYREFS",
+        ENODATA => "ENODATA",
+        EDESTADDRREQ => "EDESTADDRREQ",
+        EPROTO => "EPROTO",
         _ => return None,
     })
 }
@@ -435,6 +446,21 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::LimitReached);
         let hint = e.hint().unwrap_or_default();
         assert!(hint.contains("RLIMIT_NOFILE, now "), "{hint}");
+    }
+
+    #[test]
+    fn io_error_kinds_follow_std_for_kernel_errors() {
+        let refused: io::Error = Error::from_errno("connect", libc::ECONNREFUSED).into();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        let full: io::Error = Error::from_errno("write", libc::ENOSPC).into();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        // A kind ipcx chose over the errno's own keeps ipcx's mapping.
+        let overridden: io::Error = Error::from_errno("bind", libc::ELOOP)
+            .with_kind(ErrorKind::PermissionDenied)
+            .into();
+        assert_eq!(overridden.kind(), io::ErrorKind::PermissionDenied);
+        let not_connected = Error::from_errno("send", libc::ENOTCONN);
+        assert_eq!(not_connected.kind(), ErrorKind::InvalidInput);
     }
 
     #[test]

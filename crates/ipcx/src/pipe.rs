@@ -232,6 +232,18 @@ impl End {
         }
     }
 
+    /// Only `write` makes packets in a packet-mode pipe: data moved in by `splice` or
+    /// `vmsplice` would run together with its neighbours.
+    fn refuse_packets(&self, op: &'static str) -> Result<()> {
+        if self.packet {
+            return Err(Error::new(op, ErrorKind::InvalidInput).with_object(&self.label).with_hint(
+                "the kernel makes packets only from write(): data spliced into a packet-mode pipe \
+                 has no boundaries; use try_write/write_timeout",
+            ));
+        }
+        Ok(())
+    }
+
     fn capacity(&self) -> Result<usize> {
         rustix::pipe::fcntl_getpipe_size(self.fd()).op_on("F_GETPIPE_SZ", &self.label)
     }
@@ -408,6 +420,7 @@ impl PipeReader {
         len: usize,
         deadline: Deadline,
     ) -> Result<usize> {
+        check_waitable(out, deadline, "splice")?;
         let fd = self.0.fd();
         let waits = [(fd, PollFlags::IN), (out, PollFlags::OUT)];
         retry(&waits, deadline, "splice", &self.0.label, || {
@@ -540,6 +553,8 @@ impl PipeWriter {
         len: usize,
         deadline: Deadline,
     ) -> Result<usize> {
+        self.0.refuse_packets("splice")?;
+        check_waitable(src, deadline, "splice")?;
         let fd = self.0.fd();
         let waits = [(src, PollFlags::IN), (fd, PollFlags::OUT)];
         retry(&waits, deadline, "splice", &self.0.label, || {
@@ -554,9 +569,12 @@ impl PipeWriter {
     /// already have into a pipe. Returns the bytes queued; waits for room unless the end
     /// is non-blocking.
     ///
-    /// The kernel may keep referring to the buffers' pages until the reader has consumed
-    /// them: if you change a buffer before then, the reader may see the new bytes. Reuse a
-    /// buffer only once the reader has acknowledged it (or use `write`, which copies).
+    /// **The kernel may keep referring to the buffers' pages until the reader has consumed
+    /// them.** If a buffer is changed, or freed and its memory reused for other data,
+    /// before then, the reader receives those new bytes, which may be unrelated (even
+    /// secret) data of this process. Keep each buffer alive and unchanged until the reader
+    /// has acknowledged it, or use `write`, which copies. Refused on a packet-mode pipe,
+    /// where only `write` makes packets.
     ///
     /// # References
     /// - [vmsplice(2)](https://man7.org/linux/man-pages/man2/vmsplice.2.html)
@@ -570,11 +588,8 @@ impl PipeWriter {
     }
 
     fn vmsplice_until(&self, bufs: &[IoSlice<'_>], deadline: Deadline) -> Result<usize> {
+        self.0.refuse_packets("vmsplice")?;
         let fd = self.0.fd();
-        if self.0.packet {
-            let total = bufs.iter().map(|b| b.len()).sum();
-            check_packet(total, "vmsplice", &self.0.label)?;
-        }
         retry(
             &[(fd, PollFlags::OUT)],
             deadline,
@@ -584,6 +599,26 @@ impl PipeWriter {
         )
         .map_err(peer_gone_hint)
     }
+}
+
+/// The timeout forms can only keep their deadline if the other descriptor cannot block
+/// inside the call: `SPLICE_F_NONBLOCK` covers pipes, regular files never wait, but a
+/// socket in blocking mode would hold the call until it had taken everything.
+fn check_waitable(other: BorrowedFd<'_>, deadline: Deadline, op: &'static str) -> Result<()> {
+    if matches!(deadline, Deadline::Never) {
+        return Ok(());
+    }
+    let blocking_socket = rustix::fs::fstat(other)
+        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket)
+        .unwrap_or(false)
+        && rustix::fs::fcntl_getfl(other).is_ok_and(|f| !f.contains(OFlags::NONBLOCK));
+    if blocking_socket {
+        return Err(Error::new(op, ErrorKind::InvalidInput).with_hint(
+            "the socket is in blocking mode, so the kernel could wait inside the call past the \
+             deadline; call set_nonblocking(true) on it first, or use the blocking form",
+        ));
+    }
+    Ok(())
 }
 
 fn check_packet(len: usize, op: &'static str, label: &Label) -> Result<()> {
@@ -642,6 +677,7 @@ fn sendfile_until(
     deadline: Deadline,
 ) -> Result<usize> {
     let src = from.as_fd();
+    check_waitable(out, deadline, "sendfile")?;
     retry(
         &[(out, PollFlags::OUT)],
         deadline,

@@ -423,15 +423,32 @@ pub(crate) fn send_until(fd: BorrowedFd<'_>, buf: &[u8], deadline: Deadline) -> 
 pub(crate) fn send_error(e: Error, fd: BorrowedFd<'_>, len: usize) -> Error {
     match e.errno() {
         Some(libc::EMSGSIZE) => {
-            let sndbuf = sockopt::socket_send_buffer_size(fd).unwrap_or(0);
-            e.with_hint(format!(
-                "a {len}-byte message is more than this socket carries at once \
-                 (SO_SNDBUF is {sndbuf} bytes); send less or raise the buffer size"
-            ))
+            let family = rustix::net::getsockname(fd).map(|a| a.address_family());
+            let hint = match family {
+                Ok(AddressFamily::INET) => format!(
+                    "a {len}-byte UDP datagram is more than IPv4 carries (65507 bytes), or more than the \
+                     path MTU allows with fragmentation off; send less"
+                ),
+                Ok(AddressFamily::INET6) => format!(
+                    "a {len}-byte UDP datagram is more than IPv6 carries (65527 bytes), or more than the \
+                     path MTU allows; send less"
+                ),
+                _ => {
+                    let sndbuf = sockopt::socket_send_buffer_size(fd).unwrap_or(0);
+                    format!(
+                        "a {len}-byte message is more than this socket carries at once \
+                         (SO_SNDBUF is {sndbuf} bytes); send less or raise the buffer size"
+                    )
+                }
+            };
+            e.with_hint(hint)
         }
         Some(libc::EPIPE | libc::ECONNRESET) => e.with_hint("the peer closed its end"),
         Some(libc::ECONNREFUSED) => {
             e.with_hint("no socket is bound at the peer's address any more")
+        }
+        Some(libc::ENOTCONN | libc::EDESTADDRREQ) => {
+            e.with_hint("the socket is not connected: connect it, or use DatagramExt::send_to")
         }
         _ => e,
     }

@@ -223,9 +223,15 @@ fn udp_datagrams_over_ipv4_and_ipv6() {
             .recv_timeout(&mut buf, Duration::from_millis(20))
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut);
-        // Over the UDP maximum: refused at send.
+        // Over the UDP maximum: refused at send, with the limit that applies.
         let err = a.try_send(&vec![0u8; 70_000]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+        let limit = if bind.starts_with('[') {
+            "65527"
+        } else {
+            "65507"
+        };
+        assert!(err.to_string().contains(limit), "{err}");
     }
 }
 
@@ -303,4 +309,15 @@ fn udp_send_to_and_recv_from_report_the_peer() {
             "five bytes do not fit four"
         );
     }
+}
+
+#[test]
+fn sending_on_an_unconnected_socket_is_a_usage_error_not_a_gone_peer() {
+    let s = UdpOptions::new().bind(addr("127.0.0.1:0")).unwrap();
+    let err = s.try_send(b"to whom?").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string().contains("use DatagramExt::send_to"),
+        "{err}"
+    );
 }

@@ -550,3 +550,55 @@ fn adopting_the_wrong_end_is_refused() {
     let err = ipcx::pipe::PipeReader::try_from(OwnedFd::from(std_tx)).unwrap_err();
     assert!(err.to_string().contains("not open for reading"), "{err}");
 }
+
+#[test]
+fn packet_mode_refuses_moves_that_cannot_make_packets() {
+    let (_rx, tx) = PipeOptions::new().packet(true).create().unwrap();
+    let err = tx.vmsplice(&[IoSlice::new(b"one")]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("makes packets only from write()"),
+        "{err}"
+    );
+    let file = tempfile::tempfile().unwrap();
+    assert_eq!(
+        tx.splice_from(&file, 8).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn timeout_forms_refuse_a_blocking_socket_they_cannot_bound() {
+    let (rx, tx) = pipe().unwrap();
+    tx.try_write(b"0123456789").unwrap();
+    let (a, b) = ipcx::unix::stream_pair().unwrap();
+    let err = rx
+        .splice_to_timeout(&a, 10, Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("set_nonblocking(true)"), "{err}");
+    a.set_nonblocking(true).unwrap();
+    assert_eq!(
+        rx.splice_to_timeout(&a, 10, Duration::from_secs(1))
+            .unwrap(),
+        10
+    );
+    let mut got = [0u8; 10];
+    b.read_exact_timeout_for_test(&mut got);
+    assert_eq!(&got, b"0123456789");
+}
+
+trait ReadExactForTest {
+    fn read_exact_timeout_for_test(&self, buf: &mut [u8]);
+}
+impl ReadExactForTest for std::os::unix::net::UnixStream {
+    fn read_exact_timeout_for_test(&self, buf: &mut [u8]) {
+        use ipcx::SocketExt;
+        let mut got = 0;
+        while got < buf.len() {
+            got += self
+                .recv_timeout(&mut buf[got..], Duration::from_secs(10))
+                .unwrap();
+        }
+    }
+}

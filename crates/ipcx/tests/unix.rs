@@ -42,7 +42,7 @@ fn stream_server_knows_its_client_by_kernel_credentials() {
     let child_pid = child.id();
     let mut conn = server.accept_timeout(T).unwrap();
     let cred = conn.peer_credentials().unwrap();
-    assert_eq!(cred.pid, child_pid);
+    assert_eq!(cred.pid, Some(child_pid));
     assert_eq!(cred.uid, rustix::process::geteuid().as_raw());
     let pidfd = conn.peer_pidfd().unwrap();
     assert!(common::is_cloexec(pidfd.as_fd()));
@@ -115,7 +115,7 @@ fn seqpacket_keeps_boundaries_across_processes() {
     .spawn()
     .unwrap();
     let conn = server.accept_timeout(T).unwrap();
-    assert_eq!(conn.peer_credentials().unwrap().pid, child.id());
+    assert_eq!(conn.peer_credentials().unwrap().pid, Some(child.id()));
     let mut buf = [0u8; 2048];
     let mut sizes = Vec::new();
     for _ in 0..4 {
@@ -780,7 +780,10 @@ fn credentials_of_a_socket_without_a_peer_are_an_error() {
     let lone = bind_datagram(dir.path().join("lone")).unwrap();
     let err = lone.peer_credentials().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("the socket has no peer"), "{err}");
+    assert!(
+        err.to_string().contains("the kernel recorded no peer"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1067,4 +1070,13 @@ fn a_live_owner_is_recognised_even_when_its_file_looks_stale() {
         path.exists(),
         "the file was not taken for stale and removed"
     );
+}
+
+#[test]
+fn only_seqpacket_sockets_are_adopted_as_seqpacket() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let err = Seqpacket::try_from(OwnedFd::from(a)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let (c, _d) = Seqpacket::pair().unwrap();
+    Seqpacket::try_from(OwnedFd::from(c)).unwrap();
 }

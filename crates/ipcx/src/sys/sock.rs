@@ -4,12 +4,31 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the process that connected the socket.
-/// The value is the same on every architecture but MIPS, SPARC and PA-RISC.
-#[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
-const SO_PEERPIDFD: libc::c_int = 77;
+/// The value is 77 on the generic ABI; MIPS, SPARC and PA-RISC number it differently.
+#[cfg(not(any(
+    target_arch = "mips",
+    target_arch = "mips32r6",
+    target_arch = "mips64",
+    target_arch = "mips64r6",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+)))]
+const SO_PEERPIDFD: Option<libc::c_int> = Some(77);
+#[cfg(any(
+    target_arch = "mips",
+    target_arch = "mips32r6",
+    target_arch = "mips64",
+    target_arch = "mips64r6",
+    target_arch = "sparc",
+    target_arch = "sparc64"
+))]
+const SO_PEERPIDFD: Option<libc::c_int> = None;
 
 /// `getsockopt(SO_PEERPIDFD)`: the kernel's pidfd for the peer, taken when it connected.
 pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    let Some(option) = SO_PEERPIDFD else {
+        return Err(rustix::io::Errno::NOPROTOOPT);
+    };
     let mut fd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY:
@@ -21,7 +40,7 @@ pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
         let rc = libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            SO_PEERPIDFD,
+            option,
             (&raw mut fd).cast(),
             &mut len,
         );

@@ -24,13 +24,27 @@ pub const MAX_FDS_PER_MESSAGE: usize = 253;
 /// - [unix(7) SO_PEERCRED](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerCred {
-    /// The peer's process id at connect time. PIDs are reused: to act on the process, use
-    /// [`UnixSocketExt::peer_pidfd`] instead.
-    pub pid: u32,
+    /// The peer's process id at connect time, or `None` when the peer lives in a PID
+    /// namespace this process cannot see into (the kernel reports 0). PIDs are reused: to
+    /// act on the process, use [`UnixSocketExt::peer_pidfd`] instead.
+    pub pid: Option<u32>,
     /// The peer's effective user id.
     pub uid: u32,
     /// The peer's effective group id.
     pub gid: u32,
+}
+
+impl std::fmt::Display for PeerCred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid} uid {} gid {}", self.uid, self.gid),
+            None => write!(
+                f,
+                "pid unknown (another PID namespace) uid {} gid {}",
+                self.uid, self.gid
+            ),
+        }
+    }
 }
 
 mod sealed {
@@ -62,7 +76,7 @@ mod sealed {
 /// let mut text = String::new();
 /// received.read_to_string(&mut text)?;
 /// assert_eq!(text, "shared");
-/// assert_eq!(b.peer_credentials()?.pid, std::process::id());
+/// assert_eq!(b.peer_credentials()?.pid, Some(std::process::id()));
 /// # fn tempfile_like() -> std::io::Result<std::os::fd::OwnedFd> {
 /// #     let f = std::fs::OpenOptions::new().read(true).write(true).create(true)
 /// #         .open(std::env::temp_dir().join(format!("ipcx-doc-fd-{}", std::process::id())))?;
@@ -79,6 +93,10 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// Sends `data` (at least one byte) with the descriptors `fds` attached (`SCM_RIGHTS`),
     /// waiting for room as long as it takes. The descriptors stay open here; the receiver
     /// gets its own copies.
+    ///
+    /// On a stream socket the send may be partial: the descriptors travel with the bytes
+    /// that were sent, so send the rest with a plain send, not `send_fds` again (which
+    /// would send the descriptors twice).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for empty `data` (a stream would drop the descriptors)
@@ -144,13 +162,20 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     fn peer_credentials(&self) -> Result<PeerCred> {
         let fd = self.as_fd();
         let cred = crate::sys::sock::peer_cred(fd).op_on("getsockopt SO_PEERCRED", label(fd))?;
-        if cred.pid <= 0 {
-            return Err(Error::new("getsockopt SO_PEERCRED", ErrorKind::InvalidInput)
-                .with_object(label(fd))
-                .with_hint("the socket has no peer: connect it first (an unconnected datagram socket has none)"));
+        // With no peer recorded the kernel reports uid and gid -1; a pid of 0 alone only
+        // means the peer's PID namespace is not visible from here.
+        if cred.uid == u32::MAX && cred.gid == u32::MAX {
+            return Err(
+                Error::new("getsockopt SO_PEERCRED", ErrorKind::InvalidInput)
+                    .with_object(label(fd))
+                    .with_hint(
+                        "the kernel recorded no peer: credentials exist for accepted and connected \
+                     stream and seqpacket sockets and for socket pairs, not for datagram sockets",
+                    ),
+            );
         }
         Ok(PeerCred {
-            pid: cred.pid.unsigned_abs(),
+            pid: u32::try_from(cred.pid).ok().filter(|&pid| pid != 0),
             uid: cred.uid,
             gid: cred.gid,
         })
@@ -203,8 +228,9 @@ fn send_fds_until(
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
     retry(&[(fd, PollFlags::OUT)], deadline, "sendmsg", &label(fd), || {
             let mut control = SendAncillaryBuffer::new(&mut space);
-            if !fds.is_empty() {
-                control.push(SendAncillaryMessage::ScmRights(fds));
+            if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                // The buffer is sized for exactly these descriptors; never send without them.
+                return Err(rustix::io::Errno::NOBUFS);
             }
             rustix::net::sendmsg(fd, &[IoSlice::new(data)], &mut control, flags)
         })

@@ -52,7 +52,7 @@ impl Seqpacket {
     /// Connects to the seqpacket listener at `path`, waiting as long as its backlog is full.
     pub fn connect(path: impl AsRef<Path>) -> Result<Seqpacket> {
         super::connect_socket(path.as_ref(), SocketType::SEQPACKET, Deadline::Never)
-            .map(Seqpacket::from)
+            .map(Seqpacket::from_fd)
     }
 
     /// Connects, waiting at most `timeout` while the listener's backlog is full.
@@ -62,13 +62,13 @@ impl Seqpacket {
             SocketType::SEQPACKET,
             Deadline::after(timeout),
         )
-        .map(Seqpacket::from)
+        .map(Seqpacket::from_fd)
     }
 
     /// A connected pair (`socketpair(AF_UNIX, SOCK_SEQPACKET)`), close-on-exec.
     pub fn pair() -> Result<(Seqpacket, Seqpacket)> {
         let (a, b) = super::pair(SocketType::SEQPACKET)?;
-        Ok((Seqpacket::from(a), Seqpacket::from(b)))
+        Ok((Seqpacket::from_fd(a), Seqpacket::from_fd(b)))
     }
 
     /// Sends one message, waiting for room as long as it takes.
@@ -123,10 +123,28 @@ impl Seqpacket {
     }
 }
 
-impl From<OwnedFd> for Seqpacket {
-    /// Adopts a connected seqpacket socket descriptor.
-    fn from(fd: OwnedFd) -> Seqpacket {
+impl Seqpacket {
+    /// Wraps a descriptor ipcx itself made as a Unix seqpacket socket.
+    pub(crate) fn from_fd(fd: OwnedFd) -> Seqpacket {
         Seqpacket { fd }
+    }
+}
+
+impl TryFrom<OwnedFd> for Seqpacket {
+    type Error = crate::Error;
+
+    /// Adopts a Unix seqpacket socket descriptor; any other socket is refused with
+    /// `InvalidInput` (its receives would misbehave: `MSG_TRUNC` discards TCP data).
+    fn try_from(fd: OwnedFd) -> Result<Seqpacket> {
+        use rustix::net::sockopt;
+        let ty = sockopt::socket_type(&fd).op("getsockopt SO_TYPE")?;
+        let domain = sockopt::socket_domain(&fd).op("getsockopt SO_DOMAIN")?;
+        if ty != SocketType::SEQPACKET || domain != rustix::net::AddressFamily::UNIX {
+            return Err(crate::Error::new("adopt", crate::ErrorKind::InvalidInput)
+                .with_object(label(fd.as_fd()))
+                .with_hint("the descriptor is not a Unix seqpacket socket"));
+        }
+        Ok(Seqpacket { fd })
     }
 }
 
@@ -195,7 +213,7 @@ impl SeqpacketListener {
             &label(fd),
             || crate::sock::accept_once(fd),
         )
-        .map(Seqpacket::from)
+        .map(Seqpacket::from_fd)
     }
 }
 
