@@ -259,6 +259,9 @@ impl Fifo {
     fn open_end(&self, access: OFlags, deadline: Deadline) -> Result<std::os::fd::OwnedFd> {
         let flags = access | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
         let object = self.path.display();
+        // Never open anything but a FIFO (opening a device can have effects); the opened
+        // descriptor is checked again, since the path can change between the two.
+        check_existing(&self.path, false)?;
         // A non-blocking O_WRONLY open fails with ENXIO while no reader is there, and the
         // kernel offers no event for a reader arriving: poll for it with a short backoff.
         retry_sleeping(&[Errno::NXIO], deadline, "open FIFO", &object, || {
