@@ -29,33 +29,15 @@ pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
     let Some(option) = SO_PEERPIDFD else {
         return Err(rustix::io::Errno::NOPROTOOPT);
     };
-    let mut fd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY:
-    // - `sock` is a live descriptor for the duration of the call (it is borrowed);
-    // - `fd` and `len` are locals of the size `len` announces;
-    // - on success the kernel installed a new descriptor (always `O_CLOEXEC`, as every
-    //   pidfd) that nothing else owns, so `OwnedFd` may take it.
-    unsafe {
-        let rc = libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&raw mut fd).cast(),
-            &mut len,
-        );
-        if rc != 0 {
-            return Err(rustix::io::Errno::from_raw_os_error(
-                std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EINVAL),
-            ));
-        }
-        if fd < 0 {
-            return Err(rustix::io::Errno::INVAL);
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
+    let fd: libc::c_int = getsockopt_plain(sock, option, -1)?;
+    if fd < 0 {
+        return Err(rustix::io::Errno::INVAL);
     }
+    // SAFETY:
+    // - the kernel just installed `fd` for this process as the option's value (always
+    //   `O_CLOEXEC`, as every pidfd), and nothing else knows of it, so `OwnedFd` may own
+    //   and close it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `vmsplice(2)` of user buffers into a pipe, without `SPLICE_F_GIFT`.
@@ -88,31 +70,49 @@ pub(crate) fn vmsplice_to_pipe(
 /// `getsockopt(SO_PEERCRED)`, read into `libc::ucred`: the kernel reports pid 0 (and
 /// uid/gid -1) for a socket with no peer, which a non-zero pid type cannot hold.
 pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> rustix::io::Result<libc::ucred> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    getsockopt_plain(
+        sock,
+        libc::SO_PEERCRED,
+        libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        },
+    )
+}
+
+/// Plain C values that `getsockopt` may fill with any bytes: every bit pattern is valid.
+trait Plain: Copy {}
+impl Plain for libc::c_int {}
+impl Plain for libc::ucred {}
+
+/// `getsockopt(SOL_SOCKET, option)` into a value of type `T`, starting from `init`.
+fn getsockopt_plain<T: Plain>(
+    sock: BorrowedFd<'_>,
+    option: libc::c_int,
+    init: T,
+) -> rustix::io::Result<T> {
+    let mut value = init;
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY:
     // - `sock` is a live descriptor for the duration of the call (it is borrowed);
-    // - `cred` is a local `ucred`, and `len` announces exactly its size;
-    // - every bit pattern is a valid `ucred` (three integers).
+    // - `value` is a local `T` and `len` announces exactly its size, so the kernel writes
+    //   within it;
+    // - `T: Plain`: whatever bytes the kernel writes form a valid `T`.
     let rc = unsafe {
         libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
+            option,
+            (&raw mut value).cast(),
             &mut len,
         )
     };
     if rc != 0 {
-        return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL),
-        ));
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL);
+        return Err(rustix::io::Errno::from_raw_os_error(errno));
     }
-    Ok(cred)
+    Ok(value)
 }
