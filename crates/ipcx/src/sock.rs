@@ -29,7 +29,7 @@ use rustix::net::{
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::check_socket_path;
 use crate::unix::Seqpacket;
-use crate::wait::{Deadline, poll_now, retry, wait_fd};
+use crate::wait::{Backoff, Deadline, poll_now, retry, wait_fd};
 
 mod sealed {
     /// Whether a socket type keeps message boundaries (datagram, seqpacket) or is a stream.
@@ -295,7 +295,7 @@ fn send_to_until(
 ) -> Result<usize> {
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
     let object = label(fd);
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = Backoff::new();
     loop {
         match rustix::net::sendto(fd, buf, flags, to) {
             Ok(n) => return Ok(n),
@@ -307,9 +307,7 @@ fn send_to_until(
                 if poll_now(fd, PollFlags::OUT).contains(PollFlags::OUT) {
                     // An unconnected Unix datagram socket polls writable even while the
                     // receiver's queue is full, so poll cannot wait for it: back off.
-                    let left = deadline.remaining("sendto", &object)?;
-                    std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    backoff.sleep(deadline, "sendto", &object)?;
                 } else {
                     wait_fd(fd, PollFlags::OUT, deadline, "sendto", &object)?;
                 }

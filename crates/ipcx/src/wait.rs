@@ -147,7 +147,7 @@ pub(crate) fn retry_sleeping<T>(
     object: &dyn Display,
     mut attempt: impl FnMut() -> rustix::io::Result<T>,
 ) -> Result<T> {
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = Backoff::new();
     loop {
         match attempt() {
             Ok(v) => return Ok(v),
@@ -156,11 +156,36 @@ pub(crate) fn retry_sleeping<T>(
                 if let Deadline::Now = deadline {
                     return Err(Error::from_errno(op, e.raw_os_error()).with_object(object));
                 }
-                let left = deadline.remaining(op, object)?;
-                std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
-                pause = (pause * 2).min(Duration::from_millis(20));
+                backoff.sleep(deadline, op, object)?;
             }
             Err(e) => return Err(Error::from_errno(op, e.raw_os_error()).with_object(object)),
         }
+    }
+}
+
+/// Sleeps between attempts when the kernel offers no readiness event to wait for:
+/// 1 ms, doubling up to 20 ms, never past the deadline.
+pub(crate) struct Backoff {
+    pause: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// Sleeps the next pause, or fails with the deadline's error if no time is left.
+    pub(crate) fn sleep(
+        &mut self,
+        deadline: Deadline,
+        op: &'static str,
+        object: &dyn Display,
+    ) -> Result<()> {
+        let left = deadline.remaining(op, object)?;
+        std::thread::sleep(left.map_or(self.pause, |l| l.min(self.pause)));
+        self.pause = (self.pause * 2).min(Duration::from_millis(20));
+        Ok(())
     }
 }

@@ -5,24 +5,18 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the process that connected the socket.
 /// The value is 77 on the generic ABI; MIPS, SPARC and PA-RISC number it differently.
-#[cfg(not(any(
+const SO_PEERPIDFD: Option<libc::c_int> = if cfg!(any(
     target_arch = "mips",
     target_arch = "mips32r6",
     target_arch = "mips64",
     target_arch = "mips64r6",
     target_arch = "sparc",
     target_arch = "sparc64"
-)))]
-const SO_PEERPIDFD: Option<libc::c_int> = Some(77);
-#[cfg(any(
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-))]
-const SO_PEERPIDFD: Option<libc::c_int> = None;
+)) {
+    None
+} else {
+    Some(77)
+};
 
 /// `getsockopt(SO_PEERPIDFD)`: the kernel's pidfd for the peer, taken when it connected.
 pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
