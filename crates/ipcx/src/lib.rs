@@ -40,12 +40,16 @@
 
 mod error;
 pub mod fifo;
+pub mod mq;
 pub mod name;
 pub mod net;
 mod owner;
 pub mod pipe;
+pub mod sem;
+pub mod shm;
 mod sock;
 mod sys;
+pub mod sysv;
 pub mod unix;
 mod wait;
 

@@ -275,3 +275,51 @@ pub fn wait_readable(fd: BorrowedFd<'_>) {
     };
     assert_eq!(ready, 1, "nothing arrived within {CHILD_LIMIT:?}");
 }
+
+/// Every named object and System V key or id a test creates is written here, one line
+/// each, so `tests/leftovers.rs` can check after the suite that none was left behind.
+pub fn ledger_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("ipcx-ledger")
+}
+
+/// Appends `kind value` to this process's ledger file.
+pub fn record(kind: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
+    let dir = ledger_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(std::process::id().to_string()))
+        .unwrap();
+    writeln!(f, "{kind} {value}").unwrap();
+}
+
+static NAMES: AtomicUsize = AtomicUsize::new(0);
+
+/// A POSIX IPC name no other test or run uses (`/ipcx-t-<kind>-<pid>-<n>`), recorded in
+/// the ledger under `kind` (`shm`, `mq`, `sem`).
+pub fn unique_name(kind: &str) -> String {
+    let n = NAMES.fetch_add(1, Ordering::Relaxed);
+    let name = format!("/ipcx-t-{kind}-{}-{n}", std::process::id());
+    record(kind, &name);
+    name
+}
+
+/// A System V key no other test uses at the same time: 0x49 ('I') in the top byte, the
+/// low 16 bits of the pid, and a counter. Recorded in the ledger under `kind`
+/// (`sysv-shm`, `sysv-sem`, `sysv-msg`). Creation is exclusive, so a clash with a
+/// stranger's key is an `AlreadyExists` failure, never a shared object.
+pub fn unique_key(kind: &str) -> ipcx::sysv::Key {
+    let n = NAMES.fetch_add(1, Ordering::Relaxed) as u32;
+    let key = 0x4900_0000 | ((std::process::id() & 0xffff) << 8) | (n & 0xff);
+    let key = ipcx::sysv::Key::new(key as i32);
+    record(kind, key.raw());
+    key
+}
+
+/// Records the id of a System V object created with `IPC_PRIVATE` (`kind` is
+/// `sysv-shm-id`, `sysv-sem-id` or `sysv-msg-id`).
+pub fn record_id(kind: &str, id: i32) {
+    record(kind, id);
+}

@@ -1,0 +1,1 @@
+//! Message queues: POSIX (`mq_*`) and System V (`msg*`).

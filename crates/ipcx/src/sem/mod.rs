@@ -1,0 +1,1 @@
+//! Semaphores: POSIX named and unnamed (process-shared), and System V semaphore sets.

@@ -1,0 +1,1 @@
+//! Shared memory: POSIX objects, sealed memfds, System V segments and file mappings.
