@@ -404,6 +404,8 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         ENODATA => "ENODATA",
         EDESTADDRREQ => "EDESTADDRREQ",
         EPROTO => "EPROTO",
+        EOVERFLOW => "EOVERFLOW",
+        ERANGE => "ERANGE",
         _ => return None,
     })
 }
