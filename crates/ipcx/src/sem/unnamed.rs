@@ -162,7 +162,7 @@ impl<'r> UnnamedSemaphore<'r> {
         let in_bounds = offset
             .checked_add(UnnamedSemaphore::SIZE)
             .is_some_and(|end| end <= region.len());
-        if !in_bounds || offset % UnnamedSemaphore::ALIGN != 0 {
+        if !in_bounds || !offset.is_multiple_of(UnnamedSemaphore::ALIGN) {
             return Err(Error::new("sem_init", ErrorKind::InvalidInput)
                 .with_object(&label)
                 .with_hint(format!(
