@@ -8,9 +8,12 @@
 //! | Unix sockets | [`unix`] | stream, datagram and seqpacket sockets, socket pairs, owned socket files, descriptor passing, peer credentials and pidfds |
 //! | IP sockets | [`net`] | TCP and UDP over IPv4 and IPv6 with the options an IPC user needs |
 //! | all sockets | [`SocketExt`], [`DatagramExt`], [`ListenerExt`] | `try_`, `_timeout` and blocking send/receive (and send-to/receive-from, accept) that never raise `SIGPIPE` nor cut a message short |
+//! | shared memory | [`shm`] | POSIX objects allocated up front, sealed memfds checked on receipt, System V segments, file mappings; each mapped as a bounds-checked [`shm::Region`] |
+//! | semaphores | [`sem`] | POSIX named and unnamed (process-shared, in a `Region`), System V sets with atomic multi-operations and `SEM_UNDO` |
+//! | message queues | [`mq`] | POSIX queues with priorities and a pollable descriptor, System V queues with type filtering |
+//! | System V keys | [`sysv`] | `IPC_PRIVATE`, explicit and `ftok` keys, `ipc_perm` |
 //!
-//! Shared memory, semaphores, message queues, eventfd, signalfd, the ring channel and
-//! mailboxes follow in later releases.
+//! eventfd, signalfd, the ring channel and mailboxes follow in later releases.
 //!
 //! # Choosing a mechanism
 //!
@@ -22,6 +25,15 @@
 //! - **Passing descriptors or knowing who the peer is**: [`unix::UnixSocketExt`]
 //!   (`SCM_RIGHTS`, `SO_PEERCRED`, `SO_PEERPIDFD`).
 //! - **Another machine**: [`net`].
+//! - **Large data between processes, without copies through the kernel**: shared memory.
+//!   With a child or an untrusted peer, a sealed [`shm::memfd::Memfd`] passed over a Unix
+//!   socket (nothing named, nothing to leak, no `SIGBUS`); between unrelated processes, a
+//!   named [`shm::posix::Shm`]. Guard it with an [`sem::unnamed::UnnamedSemaphore`]
+//!   placed inside it.
+//! - **Discrete messages with priorities, no server, surviving the sender**:
+//!   [`mq::posix`]; System V ([`mq::sysv`], [`sem::sysv`], [`shm::sysv`]) to talk to
+//!   programs that already use it, or for `SEM_UNDO`, which releases what a killed
+//!   process held.
 //!
 //! # Contracts
 //!

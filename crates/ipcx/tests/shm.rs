@@ -42,6 +42,10 @@ fn posix_object_is_shared_with_another_process_and_unlinked_by_its_creator() {
     let shm = ShmOptions::new().size(4096).create(&name).unwrap();
     assert!(shm.is_owner());
     assert_eq!(shm.size(), 4096);
+    assert!(
+        common::is_cloexec(shm.as_fd()),
+        "reliability 22: no leak into children"
+    );
     let region = shm.map().unwrap();
     region.write(0, b"hello").unwrap();
     let said = run_ok(child(
@@ -583,6 +587,51 @@ fn sysv_error_cases_map_to_kinds() {
     let err = opened.attach().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
     assert_eq!(opened.stat().unwrap_err().kind(), ErrorKind::Removed);
+}
+
+#[test]
+fn sysv_segment_limits_fail_with_the_limit_named() {
+    // Reliability 16: ENOSPC from shmget, provoked in a private IPC namespace whose
+    // limits the test lowers (the machine's are untouched).
+    if role().as_deref() == Some("limited") {
+        common::set_sysctl("/proc/sys/kernel/shmmni", "1");
+        let first = SysvShmOptions::new()
+            .size(4096)
+            .create(Key::PRIVATE)
+            .unwrap();
+        let err = SysvShmOptions::new()
+            .size(4096)
+            .create(Key::PRIVATE)
+            .unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        drop(first);
+        common::set_sysctl("/proc/sys/kernel/shmmni", "4096");
+        common::set_sysctl("/proc/sys/kernel/shmall", "2");
+        let err = SysvShmOptions::new()
+            .size(3 * 4096)
+            .create(Key::PRIVATE)
+            .unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        return;
+    }
+    let Some(cmd) = common::in_private_ipc_namespace(child(
+        "sysv_segment_limits_fail_with_the_limit_named",
+        "limited",
+        &[],
+    )) else {
+        return;
+    };
+    let said = run_ok(cmd);
+    let mut lines = said.lines();
+    let segments = lines.next().unwrap();
+    assert!(segments.starts_with("LimitReached|shmget"), "{segments}");
+    assert!(
+        segments.contains("ENOSPC") && segments.contains("shmmni, now 1"),
+        "{segments}"
+    );
+    let pages = lines.next().unwrap();
+    assert!(pages.starts_with("LimitReached|"), "{pages}");
+    assert!(pages.contains("shmall, now 2"), "{pages}");
 }
 
 #[test]

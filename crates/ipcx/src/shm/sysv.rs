@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::owner::OpenMode;
 use crate::shm::Region;
 use crate::sys::shm as sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe};
 
 /// Options for creating or opening a System V shared memory segment.
 #[derive(Clone, Debug)]
@@ -171,7 +171,13 @@ impl SysvShmOptions {
                 self.size,
                 read_sysctl("/proc/sys/kernel/shmmax").unwrap_or_else(|| "unknown".into())
             )),
-            Errno::NOSPC => err.with_hint(enospc_hint("shmmni", "shared memory segments")),
+            Errno::NOSPC => err.with_hint(format!(
+                "the system-wide limits on segments (/proc/sys/kernel/shmmni, now {}) or on \
+                 shared memory pages in all (/proc/sys/kernel/shmall, now {}) are reached; \
+                 remove stale segments (`ipcs -m`, `ipcx gc`) or raise the limits",
+                read_sysctl("/proc/sys/kernel/shmmni").unwrap_or_else(|| "unknown".into()),
+                read_sysctl("/proc/sys/kernel/shmall").unwrap_or_else(|| "unknown".into())
+            )),
             Errno::NOMEM => err.with_hint(format!(
                 "the system-wide shared memory total is exhausted (/proc/sys/kernel/shmall, \
                  now {} pages)",

@@ -353,3 +353,38 @@ pub fn compile_c(stem: &str, source: &str, libs: &[&str]) -> Option<PathBuf> {
     let _ = std::fs::remove_file(&src);
     Some(exe)
 }
+
+/// `cmd` run in a fresh IPC namespace, inside a new user namespace where the caller maps
+/// to root: there the test may lower the namespace's own IPC limits
+/// (`/proc/sys/kernel/{shmmni,shmall,sem,msgmni}`, `/proc/sys/fs/mqueue/*`) to provoke
+/// `ENOSPC` for real without touching the machine's, and whatever it creates dies with the
+/// namespace. `None` (printed SKIPPED) where user namespaces are not available.
+pub fn in_private_ipc_namespace(cmd: Command) -> Option<Command> {
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--ipc", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        println!("SKIPPED: `unshare --user --ipc` is not available here");
+        return None;
+    }
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["--user", "--map-root-user", "--ipc", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    wrapped.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Some(wrapped)
+}
+
+/// Writes a `/proc/sys` value (in a private IPC namespace, see
+/// [`in_private_ipc_namespace`]).
+pub fn set_sysctl(path: &str, value: &str) {
+    std::fs::write(path, value).unwrap_or_else(|e| panic!("write {value} to {path}: {e}"));
+}
