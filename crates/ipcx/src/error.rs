@@ -373,6 +373,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         EROFS => "EROFS",
         EMLINK => "EMLINK",
         EPIPE => "EPIPE",
+        ERANGE => "ERANGE",
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",
         ENOTEMPTY => "ENOTEMPTY",
@@ -404,6 +405,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         ENODATA => "ENODATA",
         EDESTADDRREQ => "EDESTADDRREQ",
         EPROTO => "EPROTO",
+        EOVERFLOW => "EOVERFLOW",
         _ => return None,
     })
 }

@@ -5,5 +5,6 @@
 //! `// SAFETY:` comment, why every precondition holds.
 #![allow(unsafe_code)]
 
+pub(crate) mod sem;
 pub(crate) mod sigpipe;
 pub(crate) mod sock;
