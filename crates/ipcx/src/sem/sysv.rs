@@ -63,7 +63,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::sys::sem as sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe};
 use crate::wait::{Backoff, Deadline};
 
 /// `SEMVMX`: the largest value a System V semaphore can hold (a kernel constant).
@@ -84,8 +84,12 @@ const FAMILY: &str = "sem set";
 struct Limits {
     /// `SEMMSL`: semaphores per set.
     semmsl: u64,
+    /// `SEMMNS`: semaphores in all sets.
+    semmns: u64,
     /// `SEMOPM`: operations per `semop` call.
     semopm: u64,
+    /// `SEMMNI`: sets.
+    semmni: u64,
 }
 
 impl Limits {
@@ -94,9 +98,15 @@ impl Limits {
         let text = read_sysctl("/proc/sys/kernel/sem")?;
         let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
         let semmsl = fields.next()??;
-        let _semmns = fields.next()??;
+        let semmns = fields.next()??;
         let semopm = fields.next()??;
-        Some(Limits { semmsl, semopm })
+        let semmni = fields.next()??;
+        Some(Limits {
+            semmsl,
+            semmns,
+            semopm,
+            semmni,
+        })
     }
 }
 
@@ -499,11 +509,19 @@ fn semget_error(e: Errno, key: Key, op: &'static str, creating: Option<usize>) -
         )),
         Errno::NOENT => err.with_hint("no semaphore set has this key; create it first"),
         Errno::ACCESS => err.with_hint(owner_hint(key, None)),
-        Errno::NOSPC => err.with_hint(enospc_hint(
-            "sem",
-            "semaphore sets (SEMMNI, the 4th field) or on semaphores in all sets (SEMMNS, \
-             the 2nd field)",
-        )),
+        Errno::NOSPC => {
+            // Not `sysv::enospc_hint`: this sysctl holds four limits, and two apply.
+            let (semmni, semmns) = Limits::read().map_or_else(
+                || ("unknown".to_string(), "unknown".to_string()),
+                |l| (l.semmni.to_string(), l.semmns.to_string()),
+            );
+            err.with_hint(format!(
+                "the system-wide limit on semaphore sets (SEMMNI, now {semmni}) or on \
+                 semaphores in all sets (SEMMNS, now {semmns}) is reached \
+                 (/proc/sys/kernel/sem); remove stale sets (`ipcs -s`, `ipcx gc`) or raise \
+                 the limit"
+            ))
+        }
         Errno::INVAL => match (creating, Limits::read()) {
             (Some(n), Some(limits)) => err
                 .with_kind(ErrorKind::LimitReached)
@@ -537,7 +555,8 @@ fn owner_hint(key: Key, id: Option<i32>) -> String {
                 if !found || f.len() < 5 {
                     return None;
                 }
-                let mode = f[2].parse::<u32>().ok()?;
+                // The kernel prints the permissions in octal.
+                let mode = u32::from_str_radix(f[2], 8).ok()?;
                 Some(format!(
                     "the set is owned by uid {} with mode {:04o}; ",
                     f[4],
