@@ -198,7 +198,10 @@ fn posix_try_and_timeout_forms_fail_typed() {
     let err = sem.wait_timeout(Duration::from_millis(50)).unwrap_err();
     assert!(start.elapsed() >= Duration::from_millis(50));
     assert_eq!(err.kind(), ErrorKind::TimedOut);
-    assert!(err.to_string().contains(&format!("\"{name}\": timed out")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("\"{name}\": timed out")),
+        "{err}"
+    );
     assert!(err.to_string().contains("stayed 0 for 50ms"), "{err}");
     // A zero timeout still takes a unit that is there.
     sem.post().unwrap();
@@ -238,10 +241,14 @@ fn posix_values_beyond_sem_value_max_are_refused() {
     let max = posix::value_max();
     assert_eq!(max, i32::MAX as u32);
     let name = common::unique_name("sem");
-    let err = SemOptions::new().initial(max + 1).create(&name).unwrap_err();
+    let err = SemOptions::new()
+        .initial(max + 1)
+        .create(&name)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(
-        err.to_string().contains("exceeds SEM_VALUE_MAX (2147483647)"),
+        err.to_string()
+            .contains("exceeds SEM_VALUE_MAX (2147483647)"),
         "{err}"
     );
     assert!(!sem_file(&name).exists(), "nothing was created");
@@ -268,7 +275,10 @@ fn posix_creation_is_exclusive_with_an_exact_mode() {
         rustix::process::umask(rustix::fs::Mode::empty());
         let a = NamedSemaphore::create(&common::arg("A")).unwrap();
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-        let b = SemOptions::new().mode(0o640).create(&common::arg("B")).unwrap();
+        let b = SemOptions::new()
+            .mode(0o640)
+            .create(&common::arg("B"))
+            .unwrap();
         common::say(format!(
             "{:o} {:o}",
             common::mode_of(&sem_file(a.name())),
@@ -392,14 +402,28 @@ fn posix_foreign_semaphore_is_refused() {
     let err = NamedSemaphore::open_or_create(&name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
-    assert!(sem_file(&name).exists(), "the foreign semaphore was left alone");
+    assert!(
+        sem_file(&name).exists(),
+        "the foreign semaphore was left alone"
+    );
 }
 
 #[test]
 fn posix_invalid_names_are_rejected_before_any_system_call() {
     // LTP sem_open ENAMETOOLONG and EINVAL (bad names).
     let too_long = "x".repeat(posix::NAME_MAX + 1);
-    let bad = ["", "/", "//", "a/b", "/a/b", ".", "..", "/..", "nul\0byte", &too_long];
+    let bad = [
+        "",
+        "/",
+        "//",
+        "a/b",
+        "/a/b",
+        ".",
+        "..",
+        "/..",
+        "nul\0byte",
+        &too_long,
+    ];
     for name in bad {
         let errors = [
             NamedSemaphore::create(name).map(drop).unwrap_err(),
@@ -447,7 +471,10 @@ fn posix_restart_after_a_crash() {
     ));
     child.wait_for_report("created");
     child.kill();
-    assert!(sem_file(&name).exists(), "the killed creator left its semaphore");
+    assert!(
+        sem_file(&name).exists(),
+        "the killed creator left its semaphore"
+    );
 
     // The restarted program is told what happened and what to do...
     let err = NamedSemaphore::create(&name).unwrap_err();
@@ -565,7 +592,8 @@ fn sysv_try_and_timeout_forms_fail_typed() {
     );
     // Wait-for-zero proceeds at once on a 0 value; nothing was taken by the failures.
     set.try_op(&[SemOp::wait_zero(0)]).unwrap();
-    set.op_timeout(&[SemOp::release(0)], Duration::ZERO).unwrap();
+    set.op_timeout(&[SemOp::release(0)], Duration::ZERO)
+        .unwrap();
     assert_eq!(set.get(0).unwrap(), 1);
     let err = set.try_op(&[SemOp::wait_zero(0)]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
@@ -614,7 +642,9 @@ fn sysv_removal_wakes_a_blocked_process_with_removed() {
         "waiter",
         &[("ID", &id.to_string())],
     ));
-    wait_until("the child blocking", || set.waiting_to_take(0).unwrap() == 1);
+    wait_until("the child blocking", || {
+        set.waiting_to_take(0).unwrap() == 1
+    });
     let stale = SemSet::from_id(id).unwrap();
     set.remove().unwrap();
     let out = child.finish();
@@ -637,7 +667,10 @@ fn sysv_removal_wakes_a_blocked_process_with_removed() {
     }
     let err = SemSet::from_id(id).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("no semaphore set has this id"), "{err}");
+    assert!(
+        err.to_string().contains("no semaphore set has this id"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -719,7 +752,10 @@ fn sysv_arguments_are_checked_before_the_system_call() {
             .initial_values(&[1, 2])
             .create(key)
             .unwrap_err(),
-        SemSetOptions::new().initial_values(&[]).create(key).unwrap_err(),
+        SemSetOptions::new()
+            .initial_values(&[])
+            .create(key)
+            .unwrap_err(),
         SemSet::open(Key::PRIVATE).unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
@@ -946,8 +982,10 @@ fn sysv_uninitialised_set_is_reported_not_used() {
         "{text}"
     );
     assert!(
-        text.contains("timed out: not initialised: the set exists but its creator did not \
-                       finish initialising it within 200ms (its sem_otime is still 0)"),
+        text.contains(
+            "timed out: not initialised: the set exists but its creator did not \
+                       finish initialising it within 200ms (its sem_otime is still 0)"
+        ),
         "{text}"
     );
     assert!(text.contains("SemSet::remove_key"), "{text}");
@@ -1026,7 +1064,10 @@ fn sysv_stat_and_from_id() {
     other.set_all(&[1, 2, 3]).unwrap();
     assert_eq!(set.get_all().unwrap(), [1, 2, 3]);
     drop(other);
-    assert!(set.stat().is_ok(), "a handle from from_id never removes the set");
+    assert!(
+        set.stat().is_ok(),
+        "a handle from from_id never removes the set"
+    );
     let kept = set.keep();
     assert!(!kept.is_owner());
     let id = kept.id();
@@ -1074,8 +1115,9 @@ fn sysv_enospc_names_the_limit() {
     assert_eq!(
         out,
         "semget \"IPC_PRIVATE\": limit reached (ENOSPC): the system-wide limit on semaphore \
-         sets (SEMMNI, now 1) or on semaphores in all sets (SEMMNS, now 32000) is reached \
-         (/proc/sys/kernel/sem); remove stale sets (`ipcs -s`, `ipcx gc`) or raise the limit"
+         sets (SEMMNI, the 4th field) or on semaphores in all sets (SEMMNS, the 2nd field) is \
+         reached (/proc/sys/kernel/sem, now 250 32000 32 1); remove stale objects (`ipcs`, \
+         `ipcx gc`) or raise the limit"
     );
 }
 

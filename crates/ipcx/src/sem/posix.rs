@@ -180,10 +180,12 @@ impl SemOptions {
                 other => return other,
             }
         }
-        Err(last.unwrap_or_else(|| Error::new("sem_open", ErrorKind::Other)).with_hint(
-            "the semaphore kept appearing and disappearing: another process is creating \
+        Err(last
+            .unwrap_or_else(|| Error::new("sem_open", ErrorKind::Other))
+            .with_hint(
+                "the semaphore kept appearing and disappearing: another process is creating \
              and removing it in a loop",
-        ))
+            ))
     }
 
     fn check_initial(&self, name: &PosixName) -> Result<()> {
@@ -291,10 +293,12 @@ fn open_error(e: Errno, name: &PosixName) -> Error {
         )),
         Errno::NOENT => err.with_hint("no semaphore has this name; create it first"),
         Errno::ACCESS => err.with_hint(owner_hint(name)),
-        Errno::LOOP => err.with_kind(ErrorKind::PermissionDenied).with_hint(format!(
-            "{} is a symbolic link; semaphores are never opened through links",
-            file_path(name)
-        )),
+        Errno::LOOP => err
+            .with_kind(ErrorKind::PermissionDenied)
+            .with_hint(format!(
+                "{} is a symbolic link; semaphores are never opened through links",
+                file_path(name)
+            )),
         Errno::NOSPC => err.with_hint(format!("{SHM_DIR} is full; free space or enlarge it")),
         _ => err,
     }
@@ -586,9 +590,9 @@ fn wait_with(
                     let Deadline::At(_, timeout) = deadline else {
                         return Err(e);
                     };
-                    return Err(e.with_hint(format!(
-                        "the semaphore's value stayed 0 for {timeout:?}"
-                    )));
+                    return Err(
+                        e.with_hint(format!("the semaphore's value stayed 0 for {timeout:?}"))
+                    );
                 }
             }
             Err(e) => return Err(Error::from_errno(op, e.raw_os_error()).with_object(object)),

@@ -63,7 +63,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::sys::sem as sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint};
 use crate::wait::{Backoff, Deadline};
 
 /// `SEMVMX`: the largest value a System V semaphore can hold (a kernel constant).
@@ -84,12 +84,8 @@ const FAMILY: &str = "sem set";
 struct Limits {
     /// `SEMMSL`: semaphores per set.
     semmsl: u64,
-    /// `SEMMNS`: semaphores in all sets.
-    semmns: u64,
     /// `SEMOPM`: operations per `semop` call.
     semopm: u64,
-    /// `SEMMNI`: sets.
-    semmni: u64,
 }
 
 impl Limits {
@@ -98,15 +94,9 @@ impl Limits {
         let text = read_sysctl("/proc/sys/kernel/sem")?;
         let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
         let semmsl = fields.next()??;
-        let semmns = fields.next()??;
+        let _semmns = fields.next()??;
         let semopm = fields.next()??;
-        let semmni = fields.next()??;
-        Some(Limits {
-            semmsl,
-            semmns,
-            semopm,
-            semmni,
-        })
+        Some(Limits { semmsl, semopm })
     }
 }
 
@@ -443,8 +433,8 @@ impl SemSetOptions {
         }
         // Ask for read and alter permission, so a set this user may not use fails here
         // with EACCES rather than at its first operation.
-        let id = sys::semget(key.raw(), 0, 0o600)
-            .map_err(|e| semget_error(e, key, "semget", None))?;
+        let id =
+            sys::semget(key.raw(), 0, 0o600).map_err(|e| semget_error(e, key, "semget", None))?;
         let object = describe(FAMILY, id, key);
         let stat_error = |e: Errno| {
             let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error()).with_object(&object);
@@ -509,19 +499,11 @@ fn semget_error(e: Errno, key: Key, op: &'static str, creating: Option<usize>) -
         )),
         Errno::NOENT => err.with_hint("no semaphore set has this key; create it first"),
         Errno::ACCESS => err.with_hint(owner_hint(key, None)),
-        Errno::NOSPC => {
-            // Not `sysv::enospc_hint`: this sysctl holds four limits, and two apply.
-            let (semmni, semmns) = Limits::read().map_or_else(
-                || ("unknown".to_string(), "unknown".to_string()),
-                |l| (l.semmni.to_string(), l.semmns.to_string()),
-            );
-            err.with_hint(format!(
-                "the system-wide limit on semaphore sets (SEMMNI, now {semmni}) or on \
-                 semaphores in all sets (SEMMNS, now {semmns}) is reached \
-                 (/proc/sys/kernel/sem); remove stale sets (`ipcs -s`, `ipcx gc`) or raise \
-                 the limit"
-            ))
-        }
+        Errno::NOSPC => err.with_hint(enospc_hint(
+            "sem",
+            "semaphore sets (SEMMNI, the 4th field) or on semaphores in all sets (SEMMNS, \
+             the 2nd field)",
+        )),
         Errno::INVAL => match (creating, Limits::read()) {
             (Some(n), Some(limits)) => err
                 .with_kind(ErrorKind::LimitReached)
@@ -815,8 +797,8 @@ impl SemSet {
     #[doc(alias = "GETVAL")]
     pub fn get(&self, index: u16) -> Result<u16> {
         self.check_index("semctl GETVAL", index)?;
-        let v = sys::get(self.id, index, libc::GETVAL)
-            .map_err(|e| self.error("semctl GETVAL", e))?;
+        let v =
+            sys::get(self.id, index, libc::GETVAL).map_err(|e| self.error("semctl GETVAL", e))?;
         Ok(u16::try_from(v).unwrap_or(SEMVMX))
     }
 
@@ -861,8 +843,8 @@ impl SemSet {
     #[doc(alias = "GETNCNT")]
     pub fn waiting_to_take(&self, index: u16) -> Result<usize> {
         self.check_index("semctl GETNCNT", index)?;
-        let n = sys::get(self.id, index, libc::GETNCNT)
-            .map_err(|e| self.error("semctl GETNCNT", e))?;
+        let n =
+            sys::get(self.id, index, libc::GETNCNT).map_err(|e| self.error("semctl GETNCNT", e))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -870,8 +852,8 @@ impl SemSet {
     #[doc(alias = "GETZCNT")]
     pub fn waiting_for_zero(&self, index: u16) -> Result<usize> {
         self.check_index("semctl GETZCNT", index)?;
-        let n = sys::get(self.id, index, libc::GETZCNT)
-            .map_err(|e| self.error("semctl GETZCNT", e))?;
+        let n =
+            sys::get(self.id, index, libc::GETZCNT).map_err(|e| self.error("semctl GETZCNT", e))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -929,8 +911,8 @@ impl SemSet {
                  adding more"
             )),
             Errno::TOOBIG => {
-                let limit = Limits::read()
-                    .map_or_else(|| "unknown".to_string(), |l| l.semopm.to_string());
+                let limit =
+                    Limits::read().map_or_else(|| "unknown".to_string(), |l| l.semopm.to_string());
                 err.with_kind(ErrorKind::LimitReached).with_hint(format!(
                     "one semop call may apply at most SEMOPM operations (/proc/sys/kernel/sem, \
                      3rd field, now {limit}); {nops} were given"
@@ -947,9 +929,9 @@ impl SemSet {
 fn remove_error(e: Errno, object: &str) -> Error {
     let err = Error::from_errno("semctl IPC_RMID", e.raw_os_error()).with_object(object);
     match e {
-        Errno::PERM => err.with_hint(
-            "only the set's creator, its owner or a privileged process may remove it",
-        ),
+        Errno::PERM => {
+            err.with_hint("only the set's creator, its owner or a privileged process may remove it")
+        }
         Errno::INVAL | Errno::IDRM => err
             .with_kind(ErrorKind::Removed)
             .with_hint("the set was already removed"),
