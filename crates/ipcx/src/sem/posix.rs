@@ -52,7 +52,7 @@
 //! - [sem_open(3)](https://man7.org/linux/man-pages/man3/sem_open.3.html),
 //!   [sem_unlink(3)](https://man7.org/linux/man-pages/man3/sem_unlink.3.html)
 
-use std::fmt::{self, Display};
+use std::fmt::Display;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -184,7 +184,7 @@ impl SemOptions {
             .unwrap_or_else(|| Error::new("sem_open", ErrorKind::Other))
             .with_hint(
                 "the semaphore kept appearing and disappearing: another process is creating \
-             and removing it in a loop",
+                 and removing it in a loop",
             ))
     }
 
@@ -215,28 +215,40 @@ impl SemOptions {
         // not a replacement put there in between), and take ownership of it.
         let path = file_path(&name);
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let pin = rustix::fs::open(&path, flags, Mode::empty()).op_on("sem_open", &name)?;
-        let st = rustix::fs::fstat(&pin).op_on("sem_open", &name)?;
-        let id = FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
+        let pinned = rustix::fs::open(&path, flags, Mode::empty())
+            .and_then(|pin| rustix::fs::fstat(&pin).map(|st| (pin, st)));
+        let (pin, st) = match pinned {
+            Ok(pinned) => pinned,
+            Err(e) => {
+                // Out of descriptors, say: remove the semaphore just created rather than
+                // leave it without an owner (unless someone removed it already).
+                if e != Errno::NOENT {
+                    let _ = sys::unlink(&cname);
+                }
+                return Err(Error::from_errno("open", e.raw_os_error()).with_object(&path));
+            }
         };
-        if mapped_file(sem.addr(), &name)? != id {
+        let mut sem = NamedSemaphore {
+            sem,
+            name,
+            owner: Some(FileId {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            }),
+        };
+        // From here on a failure drops `sem`, which unlinks the file if it is still the
+        // one pinned.
+        if Some(mapped_file(sem.sem.addr(), &sem.name)?) != sem.owner {
+            sem.owner = None;
             return Err(Error::new("sem_open", ErrorKind::AlreadyExists)
-                .with_object(&name)
+                .with_object(&sem.name)
                 .with_hint(format!(
                     "{path} was replaced by another process right after this one created \
                      the semaphore; leaving the replacement alone"
                 )));
         }
-        let sem = NamedSemaphore {
-            sem,
-            name,
-            owner: Some(id),
-        };
         // sem_open applied the umask, which can only have removed bits: set the exact
-        // mode, through the descriptor on the file itself (a path could be swapped). A
-        // failure drops `sem`, which unlinks the name again.
+        // mode, through the descriptor on the file itself (a path could be swapped).
         let via_pin = format!("/proc/self/fd/{}", pin.as_raw_fd());
         rustix::fs::chmodat(
             CWD,
@@ -630,12 +642,6 @@ fn absolute(clock: ClockId, left: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: libc::time_t::try_from(abs.tv_sec).unwrap_or(libc::time_t::MAX),
         tv_nsec: abs.tv_nsec as _,
-    }
-}
-
-impl Display for NamedSemaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name.as_str())
     }
 }
 

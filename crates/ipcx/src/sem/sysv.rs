@@ -398,7 +398,7 @@ impl SemSetOptions {
         // afterwards. Other users' bits are the requested ones from the start.
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (self.mode | 0o600) as i32;
         let id = sys::semget(key.raw(), nsems as i32, flags)
-            .map_err(|e| semget_error(e, key, "semget", Some(nsems)))?;
+            .map_err(|e| semget_error(e, key, Some(nsems)))?;
         // From here on a failure drops `set`, whose owner removes the half-made set.
         let set = SemSet {
             id,
@@ -433,8 +433,7 @@ impl SemSetOptions {
         }
         // Ask for read and alter permission, so a set this user may not use fails here
         // with EACCES rather than at its first operation.
-        let id =
-            sys::semget(key.raw(), 0, 0o600).map_err(|e| semget_error(e, key, "semget", None))?;
+        let id = sys::semget(key.raw(), 0, 0o600).map_err(|e| semget_error(e, key, None))?;
         let object = describe(FAMILY, id, key);
         let stat_error = |e: Errno| {
             let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error()).with_object(&object);
@@ -447,6 +446,10 @@ impl SemSetOptions {
             }
         };
         let mut ds = sys::stat(id).map_err(stat_error)?;
+        if mine_only {
+            // Before waiting: another user's set is refused whatever its state.
+            check_reusable(&IpcPerm::from_raw(&ds.sem_perm), "semget", &object)?;
+        }
         if self.require_init && ds.sem_otime == 0 {
             let deadline = Deadline::after(timeout);
             let mut backoff = Backoff::new();
@@ -463,10 +466,6 @@ impl SemSetOptions {
                 }
                 ds = sys::stat(id).map_err(stat_error)?;
             }
-        }
-        let perm = IpcPerm::from_raw(&ds.sem_perm);
-        if mine_only {
-            check_reusable(&perm, "semget", &object)?;
         }
         let nsems = ds.sem_nsems as usize;
         if let Some(want) = self.count {
@@ -488,8 +487,8 @@ impl SemSetOptions {
 }
 
 /// The error of a failed `semget`, with what to do about it.
-fn semget_error(e: Errno, key: Key, op: &'static str, creating: Option<usize>) -> Error {
-    let err = Error::from_errno(op, e.raw_os_error()).with_object(key);
+fn semget_error(e: Errno, key: Key, creating: Option<usize>) -> Error {
+    let err = Error::from_errno("semget", e.raw_os_error()).with_object(key);
     match e {
         Errno::EXIST => err.with_hint(format!(
             "a semaphore set with this key exists, perhaps left by a crashed run: open it \
@@ -653,7 +652,7 @@ impl SemSet {
                 .with_object(key)
                 .with_hint("IPC_PRIVATE names no set; remove it by its id"));
         }
-        let id = sys::semget(key.raw(), 0, 0).map_err(|e| semget_error(e, key, "semget", None))?;
+        let id = sys::semget(key.raw(), 0, 0).map_err(|e| semget_error(e, key, None))?;
         sys::remove(id).map_err(|e| remove_error(e, &describe(FAMILY, id, key)))
     }
 
