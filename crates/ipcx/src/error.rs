@@ -373,6 +373,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         EROFS => "EROFS",
         EMLINK => "EMLINK",
         EPIPE => "EPIPE",
+        ERANGE => "ERANGE",
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",
         ENOTEMPTY => "ENOTEMPTY",
@@ -405,7 +406,6 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         EDESTADDRREQ => "EDESTADDRREQ",
         EPROTO => "EPROTO",
         EOVERFLOW => "EOVERFLOW",
-        ERANGE => "ERANGE",
         _ => return None,
     })
 }

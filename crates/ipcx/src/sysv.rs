@@ -219,7 +219,11 @@ impl Drop for SysvOwner {
 /// number of objects was reached, with its current value.
 pub(crate) fn enospc_hint(sysctl: &str, what: &str) -> String {
     let path = format!("/proc/sys/kernel/{sysctl}");
-    let now = crate::error::read_sysctl(&path).unwrap_or_else(|| "unknown".into());
+    // Some of these files hold several tab-separated values (kernel/sem holds four).
+    let now = crate::error::read_sysctl(&path).map_or_else(
+        || "unknown".into(),
+        |v| v.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
+    );
     format!(
         "the system-wide limit on {what} is reached ({path}, now {now}); remove stale objects \
          (`ipcs`, `ipcx gc`) or raise the limit"

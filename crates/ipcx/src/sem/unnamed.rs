@@ -42,11 +42,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rustix::io::Errno;
-
 use crate::error::{Error, ErrorKind, Result};
+use crate::sem::posix::{post, wait_until};
 use crate::shm::Region;
-use crate::sys::psem::{SemRef, sem_value_max};
+use crate::sys::sem::{ShmSem, sem_value_max, value};
 use crate::wait::{Backoff, Deadline};
 
 /// The state word before the semaphore: nobody has touched the slot.
@@ -65,7 +64,7 @@ pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
 /// A process-shared semaphore inside a [`Region`], borrowed from it.
 pub struct UnnamedSemaphore<'r> {
     state: &'r AtomicU32,
-    sem: SemRef<'r>,
+    sem: ShmSem<'r>,
     label: String,
 }
 
@@ -214,26 +213,7 @@ impl<'r> UnnamedSemaphore<'r> {
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<()> {
-        loop {
-            let (op, result) = match deadline {
-                Deadline::Now => ("sem_trywait", self.sem.try_wait()),
-                Deadline::Never => ("sem_wait", self.sem.wait()),
-                Deadline::At(..) => {
-                    let left = deadline.remaining("sem_timedwait", &self.label)?;
-                    let left = left.unwrap_or(Duration::MAX);
-                    ("sem_timedwait", self.sem.wait_for(left))
-                }
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                // A signal, or the clock's idea of the deadline passing: go round; the
-                // monotonic deadline decides whether time is left.
-                Err(Errno::INTR) | Err(Errno::TIMEDOUT) => continue,
-                Err(e) => {
-                    return Err(Error::from_errno(op, e.raw_os_error()).with_object(&self.label));
-                }
-            }
-        }
+        wait_until(&self.sem, deadline, &self.label)
     }
 
     /// Gives the semaphore back (increments it), waking one waiter.
@@ -242,26 +222,15 @@ impl<'r> UnnamedSemaphore<'r> {
     /// [`ErrorKind::LimitReached`] if it is at `SEM_VALUE_MAX`.
     #[doc(alias = "sem_post")]
     pub fn post(&self) -> Result<()> {
-        self.sem.post().map_err(|e| {
-            let err = Error::from_errno("sem_post", e.raw_os_error()).with_object(&self.label);
-            if e == Errno::OVERFLOW {
-                err.with_kind(ErrorKind::LimitReached).with_hint(format!(
-                    "the value is at SEM_VALUE_MAX ({})",
-                    sem_value_max()
-                ))
-            } else {
-                err
-            }
-        })
+        post(&self.sem, &self.label)
     }
 
     /// The current value (0 while some process waits).
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
-        let v = self.sem.value().map_err(|e| {
+        value(&self.sem).map_err(|e| {
             Error::from_errno("sem_getvalue", e.raw_os_error()).with_object(&self.label)
-        })?;
-        Ok(u32::try_from(v).unwrap_or(0))
+        })
     }
 }
 

@@ -245,7 +245,7 @@ impl Region {
     }
 
     /// The `sem_t` at `offset`, for [`sem::unnamed`](crate::sem::unnamed).
-    pub(crate) fn sem_at(&self, offset: usize) -> Result<crate::sys::psem::SemRef<'_>> {
+    pub(crate) fn sem_at(&self, offset: usize) -> Result<crate::sys::sem::ShmSem<'_>> {
         let p = self.atomic_span::<libc::sem_t>("sem_init", offset)?;
         let sem = NonNull::new(p.cast::<libc::sem_t>()).ok_or_else(|| {
             Error::new("sem_init", ErrorKind::InvalidInput).with_object(&self.label)
@@ -254,7 +254,7 @@ impl Region {
         // - `p` is in bounds for a `sem_t`, aligned for it and writable (checked by
         //   `atomic_span`).
         // - The returned reference borrows `self`, so the mapping outlives it.
-        Ok(unsafe { crate::sys::psem::SemRef::new(sem) })
+        Ok(unsafe { crate::sys::sem::ShmSem::new(sem) })
     }
 
     /// Views the whole region as bytes.

@@ -5,7 +5,7 @@
 //! `// SAFETY:` comment, why every precondition holds.
 #![allow(unsafe_code)]
 
-pub(crate) mod psem;
+pub(crate) mod sem;
 pub(crate) mod shm;
 pub(crate) mod sigpipe;
 pub(crate) mod sock;
