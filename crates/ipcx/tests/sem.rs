@@ -1085,33 +1085,21 @@ fn sysv_enospc_names_the_limit() {
     // the rest of the machine out of it (its sets vanish with the namespace, so none is
     // recorded in the ledger, which describes the machine's own namespace).
     if common::role().is_some() {
-        // SAFETY: a new IPC namespace changes only which System V objects this thread
-        // sees; nothing in this process holds an id from the old one.
-        let unshared =
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWIPC) };
-        if let Err(e) = unshared {
-            common::say(format!("SKIPPED: unshare(CLONE_NEWIPC): {e}"));
-            std::process::exit(0);
-        }
-        if let Err(e) = std::fs::write("/proc/sys/kernel/sem", "250 32000 32 1") {
-            common::say(format!("SKIPPED: cannot set the namespace's limits: {e}"));
-            std::process::exit(0);
-        }
+        common::set_sysctl("/proc/sys/kernel/sem", "250 32000 32 1");
         let _first = SemSet::create(Key::PRIVATE).unwrap();
         let err = SemSet::create(Key::PRIVATE).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LimitReached);
         common::say(err);
-        std::process::exit(0);
-    }
-    if !common::is_root() {
-        println!("SKIPPED: only root can make an IPC namespace with a small SEMMNI");
         return;
     }
-    let out = common::run_ok(common::child("sysv_enospc_names_the_limit", "ns", &[]));
-    if out.starts_with("SKIPPED") {
-        println!("{out}");
+    let Some(cmd) = common::in_private_ipc_namespace(common::child(
+        "sysv_enospc_names_the_limit",
+        "ns",
+        &[],
+    )) else {
         return;
-    }
+    };
+    let out = common::run_ok(cmd);
     assert_eq!(
         out,
         "semget \"IPC_PRIVATE\": limit reached (ENOSPC): the system-wide limit on semaphore \
@@ -1155,25 +1143,9 @@ int main(int argc, char **argv) {
 
 #[test]
 fn c_peer_uses_ipcx_semaphores() {
-    if Command::new("gcc").arg("--version").output().is_err() {
-        println!("SKIPPED: gcc is not installed, so the C peer cannot be built");
+    let Some(prog) = common::compile_c("sem-peer", C_PEER, &[]) else {
         return;
-    }
-    let dir = common::tempdir();
-    let src = dir.path().join("peer.c");
-    let prog = dir.path().join("peer");
-    std::fs::write(&src, C_PEER).unwrap();
-    let built = Command::new("gcc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&prog)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "gcc failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    };
 
     let name = common::unique_name("sem");
     let sem = SemOptions::new().initial(2).create(&name).unwrap();
