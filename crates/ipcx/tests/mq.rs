@@ -44,12 +44,13 @@ impl Drop for Unlink {
     }
 }
 
-/// Removes a System V queue by id on drop: for queues a child created or kept.
-struct Remove(i32);
+/// Removes the System V queue with a key on drop: for queues a child creates or keeps.
+/// Made before the child starts, so a child that fails half-way leaves nothing behind.
+struct RemoveKey(Key);
 
-impl Drop for Remove {
+impl Drop for RemoveKey {
     fn drop(&mut self) {
-        if let Ok(q) = SysvMq::from_id(self.0) {
+        if let Ok(q) = SysvMq::open(self.0) {
             let _ = q.remove();
         }
     }
@@ -503,6 +504,7 @@ fn posix_mode_is_exact_and_creation_exclusive() {
         std::process::exit(0);
     }
     let (a, b) = (common::unique_name("mq"), common::unique_name("mq"));
+    let _guards = (Unlink(a.clone()), Unlink(b.clone()));
     let out = common::run_ok(common::child(
         "posix_mode_is_exact_and_creation_exclusive",
         "umask",
@@ -1218,13 +1220,13 @@ fn sysv_foreign_queues_and_permissions_are_refused() {
     }
     let test = "sysv_foreign_queues_and_permissions_are_refused";
     let planted = common::unique_key("sysv-msg");
+    let _guard = RemoveKey(planted);
     let key_arg = planted.raw().to_string();
     let uid = common::run_ok(common::child(
         test,
         "planter",
         &[("KEY", &key_arg), ("ID", "0")],
     ));
-    let _guard = Remove(SysvMq::open(planted).unwrap().id());
     let err = SysvMq::open_or_create(planted).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert!(
@@ -1272,6 +1274,7 @@ fn sysv_restart_after_a_crash() {
         unreachable!("SIGKILL does not return");
     }
     let key = common::unique_key("sysv-msg");
+    let _guard = RemoveKey(key);
     let out = common::finish(
         common::child(
             "sysv_restart_after_a_crash",
@@ -1282,7 +1285,6 @@ fn sysv_restart_after_a_crash() {
         .unwrap(),
     );
     let id: i32 = common::reports(&out).parse().unwrap();
-    let _guard = Remove(id);
     let err = SysvMq::create(key).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     let old = SysvMq::open(key).unwrap();
@@ -1403,6 +1405,7 @@ fn sysv_qbytes_above_msgmnb_names_the_limit() {
         return; // not `exit`: see the module docs
     }
     let key = common::unique_key("sysv-msg");
+    let _guard = RemoveKey(key);
     let out = common::run_ok(common::child(
         "sysv_qbytes_above_msgmnb_names_the_limit",
         "unprivileged",
