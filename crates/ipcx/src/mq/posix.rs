@@ -272,14 +272,8 @@ impl MqOptions {
         let cname = name.to_cstring();
         let oflag = self.access.oflag() | libc::O_CREAT | libc::O_EXCL | libc::O_NONBLOCK;
         // The kernel clamps nothing: values beyond any limit fail with EINVAL, which
-        // `create_error` explains. A value too large for `long` is beyond every limit.
-        let raw_attr = attr.map(|(c, s)| {
-            (
-                i64::try_from(c).unwrap_or(i64::MAX),
-                i64::try_from(s).unwrap_or(i64::MAX),
-            )
-        });
-        let fd = sys::mq::open(&cname, oflag, self.mode, raw_attr)
+        // `create_error` explains.
+        let fd = sys::mq::open(&cname, oflag, self.mode, attr)
             .map_err(|e| create_error(e, &name, attr))?;
         let st = match rustix::fs::fstat(&fd) {
             Ok(st) => st,
@@ -394,7 +388,9 @@ fn size_limit_error(err: Error, attr: Option<(usize, usize)>) -> Error {
     ))
 }
 
-/// `EMFILE` or `ENOMEM` from a create: usually the per-user byte limit on queues.
+/// `EMFILE` or `ENOMEM` from a create. The kernel reports the per-user byte limit on
+/// queues (`RLIMIT_MSGQUEUE`) as `EMFILE`, like running out of descriptors; `ENOMEM` is a
+/// failed allocation, for which a smaller queue is the remedy.
 fn rlimit_error(err: Error, errno: Errno, attr: Option<(usize, usize)>) -> Error {
     use rustix::fs::OFlags;
     // EMFILE means either "out of descriptors" or "over RLIMIT_MSGQUEUE": if a descriptor
@@ -412,12 +408,19 @@ fn rlimit_error(err: Error, errno: Errno, attr: Option<(usize, usize)>) -> Error
             sysctl_usize(MSGSIZE_DEFAULT).unwrap_or(8192),
         )
     });
+    let need = capacity.saturating_mul(size);
+    if errno == Errno::NOMEM {
+        return err.with_hint(format!(
+            "the kernel could not allocate the queue ({need} bytes: {capacity} messages of \
+             {size} bytes); ask for a smaller capacity or message size (the per-user limit, \
+             RLIMIT_MSGQUEUE, is now {limit} bytes)"
+        ));
+    }
     err.with_kind(ErrorKind::LimitReached).with_hint(format!(
         "this queue would take the user's queues past RLIMIT_MSGQUEUE (now {limit} bytes); it \
-         needs {} bytes ({capacity} messages of {size} bytes) plus kernel bookkeeping; remove \
-         unused queues, ask for a smaller capacity or message size, or raise the limit \
-         (`ulimit -q`)",
-        capacity.saturating_mul(size)
+         needs {need} bytes ({capacity} messages of {size} bytes) plus kernel bookkeeping; \
+         remove unused queues, ask for a smaller capacity or message size, or raise the limit \
+         (`ulimit -q`)"
     ))
 }
 

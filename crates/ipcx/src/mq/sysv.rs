@@ -405,7 +405,9 @@ impl SysvMq {
         self.id
     }
 
-    /// The key the queue was created or opened with ([`Key::PRIVATE`] if none).
+    /// The key the queue was created or opened with: [`Key::PRIVATE`] for a private queue,
+    /// and for one attached with [`SysvMq::from_id`] without read permission (its key is
+    /// then unknown).
     pub fn key(&self) -> Key {
         self.key
     }
@@ -473,6 +475,10 @@ impl SysvMq {
     }
 
     /// Sets the most bytes of text the queue holds (`msg_qbytes`, via `IPC_SET`).
+    ///
+    /// `IPC_SET` also writes the owner and mode, so they are read first and written back
+    /// unchanged; a concurrent `IPC_SET` by another process between the two calls would
+    /// be undone.
     ///
     /// # Errors
     /// [`ErrorKind::LimitReached`] above `/proc/sys/kernel/msgmnb` without

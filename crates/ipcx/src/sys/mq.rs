@@ -48,13 +48,14 @@ pub(crate) fn open(
     name: &CStr,
     oflag: libc::c_int,
     mode: u32,
-    attr: Option<(i64, i64)>,
+    attr: Option<(usize, usize)>,
 ) -> rustix::io::Result<OwnedFd> {
     let mut raw = zeroed_attr();
     let attr_ptr: *mut libc::mq_attr = match attr {
         Some((maxmsg, msgsize)) => {
-            raw.mq_maxmsg = maxmsg as _;
-            raw.mq_msgsize = msgsize as _;
+            // Beyond `long`, a value is beyond every limit: saturate, and the kernel refuses.
+            raw.mq_maxmsg = maxmsg.try_into().unwrap_or(libc::c_long::MAX);
+            raw.mq_msgsize = msgsize.try_into().unwrap_or(libc::c_long::MAX);
             &raw mut raw
         }
         None => std::ptr::null_mut(),
