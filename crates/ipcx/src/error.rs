@@ -378,6 +378,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         ENOSYS => "ENOSYS",
         ENOTEMPTY => "ENOTEMPTY",
         ELOOP => "ELOOP",
+        ENOMSG => "ENOMSG",
         EIDRM => "EIDRM",
         ENOTSOCK => "ENOTSOCK",
         EMSGSIZE => "EMSGSIZE",

@@ -1092,11 +1092,9 @@ fn sysv_enospc_names_the_limit() {
         common::say(err);
         return;
     }
-    let Some(cmd) = common::in_private_ipc_namespace(common::child(
-        "sysv_enospc_names_the_limit",
-        "ns",
-        &[],
-    )) else {
+    let Some(cmd) =
+        common::in_private_ipc_namespace(common::child("sysv_enospc_names_the_limit", "ns", &[]))
+    else {
         return;
     };
     let out = common::run_ok(cmd);

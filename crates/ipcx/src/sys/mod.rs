@@ -5,6 +5,8 @@
 //! `// SAFETY:` comment, why every precondition holds.
 #![allow(unsafe_code)]
 
+pub(crate) mod mq;
+pub(crate) mod msg;
 pub(crate) mod sem;
 pub(crate) mod shm;
 pub(crate) mod sigpipe;

@@ -135,19 +135,26 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Drops root for the rest of this (child) process, to provoke unprivileged limits.
+/// Drops root for the rest of this (child) process's test thread, to provoke
+/// unprivileged limits and permission checks.
+///
+/// The raw system calls change only the calling thread's credentials (the kernel keeps
+/// them per thread). glibc's `setresuid` would instead broadcast the change to every
+/// thread from a signal handler running on each thread's alternate signal stack, and a
+/// child that exits at once can unmap the main thread's stack while the handler still
+/// runs there: a rare `SIGSEGV`. The test thread makes every call the test checks.
 pub fn drop_root() {
     if !is_root() {
         return;
     }
     // SAFETY:
-    // - these calls take plain integers and change only this process's credentials;
-    // - it is a child process with a single test thread (started with --test-threads=1),
-    //   so no other thread is using the credentials concurrently.
+    // - these system calls take plain integers (and a null list with a zero count) and
+    //   change only the calling thread's credentials;
+    // - nothing else in this thread is using the credentials concurrently.
     let rc = unsafe {
-        libc::setgroups(0, std::ptr::null());
-        libc::setresgid(65534, 65534, 65534);
-        libc::setresuid(65534, 65534, 65534)
+        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+        libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534);
+        libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534)
     };
     assert_eq!(rc, 0, "setresuid failed");
 }
