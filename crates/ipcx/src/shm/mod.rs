@@ -5,7 +5,7 @@
 //! | POSIX object | [`posix`] | a name (`/jobs`), in `/dev/shm` | when unlinked (ipcx: by its creator on drop) and unmapped |
 //! | memfd | [`memfd`] | a descriptor passed over a Unix socket | when the last descriptor and mapping go |
 //! | System V segment | [`sysv`] | a [`Key`](crate::sysv::Key) or an id | when removed (`IPC_RMID`) and detached |
-//! | file mapping | [`file`] | a path | the file stays |
+//! | file mapping | [`file`](mod@file) | a path | the file stays |
 //!
 //! Each is mapped as a [`Region`]: bounds-checked copies in and out, typed loads and
 //! stores of plain data ([`bytemuck::Pod`]), and atomics for synchronisation. Place a
