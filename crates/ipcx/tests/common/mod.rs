@@ -299,7 +299,9 @@ pub fn record(kind: &str, value: impl std::fmt::Display) {
         .append(true)
         .open(dir.join(std::process::id().to_string()))
         .unwrap();
-    writeln!(f, "{kind} {value}").unwrap();
+    // One write per line: with O_APPEND a single write lands whole, so lines from the
+    // test threads of this process cannot interleave.
+    f.write_all(format!("{kind} {value}\n").as_bytes()).unwrap();
 }
 
 static NAMES: AtomicUsize = AtomicUsize::new(0);
