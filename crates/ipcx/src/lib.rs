@@ -28,8 +28,10 @@
 //! - **Large data between processes, without copies through the kernel**: shared memory.
 //!   With a child or an untrusted peer, a sealed [`shm::memfd::Memfd`] passed over a Unix
 //!   socket (nothing named, nothing to leak, no `SIGBUS`); between unrelated processes, a
-//!   named [`shm::posix::Shm`]. Guard it with an [`sem::unnamed::UnnamedSemaphore`]
-//!   placed inside it.
+//!   named [`shm::posix::Shm`]. Between cooperating processes, guard it with an
+//!   [`sem::unnamed::UnnamedSemaphore`] placed inside it; a process that can write the
+//!   memory can break (even crash) a semaphore there, so with untrusted peers use a
+//!   System V set ([`sem::sysv`]), whose state the kernel holds.
 //! - **Discrete messages with priorities, no server, surviving the sender**:
 //!   [`mq::posix`]; System V ([`mq::sysv`], [`sem::sysv`], [`shm::sysv`]) to talk to
 //!   programs that already use it, or for `SEM_UNDO`, which releases what a killed

@@ -142,6 +142,12 @@ impl IpcPerm {
     }
 }
 
+/// A System V timestamp (seconds since the epoch, 0 for "never") as a time.
+pub(crate) fn ipc_time(secs: libc::time_t) -> Option<std::time::SystemTime> {
+    let secs = u64::try_from(secs).ok().filter(|&s| s > 0)?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
 /// The object an error is about: `"shm id 32769 (key 0x00001234)"`.
 pub(crate) fn describe(family: &str, id: i32, key: Key) -> String {
     if key.is_private() {

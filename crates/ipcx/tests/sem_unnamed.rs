@@ -19,6 +19,8 @@ const MUTEX: usize = 128;
 const RING: usize = 192;
 const SLOTS: usize = 4;
 const ITEMS: u64 = 2000;
+/// A bound on every wait, so a dead peer fails the test instead of hanging it.
+const T: Duration = Duration::from_secs(20);
 
 #[test]
 fn producer_and_consumer_share_a_bounded_buffer_guarded_by_three_semaphores() {
@@ -30,8 +32,8 @@ fn producer_and_consumer_share_a_bounded_buffer_guarded_by_three_semaphores() {
         let mutex = UnnamedSemaphore::attach(&region, MUTEX).unwrap();
         let mut sum = 0u64;
         for i in 0..ITEMS {
-            full.wait().unwrap();
-            mutex.wait().unwrap();
+            full.wait_timeout(T).unwrap();
+            mutex.wait_timeout(T).unwrap();
             let slot = RING + (i as usize % SLOTS) * 8;
             let item: u64 = region.load(slot).unwrap();
             mutex.post().unwrap();
@@ -56,8 +58,8 @@ fn producer_and_consumer_share_a_bounded_buffer_guarded_by_three_semaphores() {
     .spawn()
     .unwrap();
     for i in 0..ITEMS {
-        empty.wait_timeout(Duration::from_secs(20)).unwrap();
-        mutex.wait().unwrap();
+        empty.wait_timeout(T).unwrap();
+        mutex.wait_timeout(T).unwrap();
         region
             .store(RING + (i as usize % SLOTS) * 8, &(i + 1))
             .unwrap();

@@ -12,12 +12,22 @@ use std::time::Duration;
 use ipcx::ErrorKind;
 use ipcx::shm::file::{MappedFile, map_private};
 use ipcx::shm::memfd::{Memfd, Seals};
-use ipcx::shm::posix::{ShmOptions, unlink};
+use ipcx::shm::posix::{Shm, ShmOptions};
 use ipcx::shm::sysv::{SysvShm, SysvShmOptions};
 use ipcx::sysv::Key;
 use ipcx::unix::UnixSocketExt;
 
 use common::{arg, child, finish, record_id, reports, role, run_ok, say, unique_key, unique_name};
+
+/// Unlinks a POSIX shm name when dropped, so a failing test that created it by other
+/// means (a crashed child, raw calls) still leaves nothing behind.
+struct UnlinkOnDrop(String);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = Shm::unlink(&self.0);
+    }
+}
 
 fn posix_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'))
@@ -100,6 +110,7 @@ fn posix_creation_is_exclusive_and_a_restart_after_a_crash_can_recover() {
         unreachable!();
     }
     let name = unique_name("shm");
+    let _cleanup = UnlinkOnDrop(name.clone());
     let out = finish(
         child(
             "posix_creation_is_exclusive_and_a_restart_after_a_crash_can_recover",
@@ -126,7 +137,7 @@ fn posix_creation_is_exclusive_and_a_restart_after_a_crash_can_recover() {
     assert!(!reopened.is_owner());
     drop(reopened);
     // Removing it lets a fresh create succeed.
-    unlink(&name).unwrap();
+    Shm::unlink(&name).unwrap();
     let fresh = ShmOptions::new().size(4096).create(&name).unwrap();
     assert!(fresh.is_owner());
 }
@@ -199,6 +210,7 @@ fn posix_open_waits_for_a_creator_to_finish_and_times_out_on_a_dead_one() {
         unreachable!();
     }
     let name = unique_name("shm");
+    let _cleanup = UnlinkOnDrop(name.clone());
     let out = finish(
         child(
             "posix_open_waits_for_a_creator_to_finish_and_times_out_on_a_dead_one",
@@ -230,7 +242,7 @@ fn posix_open_waits_for_a_creator_to_finish_and_times_out_on_a_dead_one() {
     rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, 8192).unwrap();
     let shm = opener.join().unwrap().unwrap();
     assert_eq!(shm.size(), 8192);
-    unlink(&name).unwrap();
+    Shm::unlink(&name).unwrap();
 }
 
 #[test]
@@ -291,7 +303,7 @@ fn posix_bad_names_and_sizes_are_refused_before_any_syscall() {
             ShmOptions::new().open(bad).unwrap_err().kind(),
             ErrorKind::InvalidName
         );
-        assert_eq!(unlink(bad).unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(Shm::unlink(bad).unwrap_err().kind(), ErrorKind::InvalidName);
     }
     let name = unique_name("shm");
     let err = ShmOptions::new().create(&name).unwrap_err();
@@ -300,7 +312,7 @@ fn posix_bad_names_and_sizes_are_refused_before_any_syscall() {
     let err = ShmOptions::new().open(&name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(err.errno(), Some(libc::ENOENT));
-    assert_eq!(unlink(&name).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(Shm::unlink(&name).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -513,7 +525,8 @@ fn sysv_private_segment_is_shared_by_id_and_stat_reports_attachments() {
     assert_eq!(st.attaches, 1);
     assert_eq!(st.creator_pid as u32, std::process::id());
     assert_eq!(st.perm.uid, rustix::process::geteuid().as_raw());
-    assert!(st.change_time > 0);
+    assert!(st.change_time > std::time::UNIX_EPOCH);
+    assert_eq!(st.detach_time, None, "nobody detached yet");
     let said = run_ok(child(
         "sysv_private_segment_is_shared_by_id_and_stat_reports_attachments",
         "attacher",
@@ -525,7 +538,7 @@ fn sysv_private_segment_is_shared_by_id_and_stat_reports_attachments() {
     assert_eq!(&reply, b"reply");
     let st = shm.stat().unwrap();
     assert_eq!(st.attaches, 1, "the child detached on exit");
-    assert!(st.last_pid > 0 && st.attach_time > 0 && st.detach_time > 0);
+    assert!(st.last_pid > 0 && st.attach_time.is_some() && st.detach_time.is_some());
     let id = shm.id();
     drop(shm);
     // Removed but still attached: usable until detached, then gone.
@@ -798,4 +811,272 @@ fn private_file_mapping_keeps_writes_to_itself() {
         map_private(&empty).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions from review: races, planted files, process limits
+
+#[test]
+fn memfd_receiver_is_not_fooled_by_a_peer_that_truncates_then_seals() {
+    // Reliability 11: the peer keeps a copy of the descriptor and, while the receiver
+    // checks it, truncates it to nothing and only then seals SHRINK. The receiver must
+    // read the seals before the size, or it maps a stale size and dies of SIGBUS (which
+    // would kill this test binary).
+    let mut mapped = 0;
+    for _ in 0..5000 {
+        let memfd = Memfd::create("race", 4096).unwrap();
+        let peer = memfd.as_fd().try_clone_to_owned().unwrap();
+        let racer = std::thread::spawn(move || {
+            rustix::fs::ftruncate(&peer, 0).unwrap();
+            rustix::fs::fcntl_add_seals(&peer, rustix::fs::SealFlags::SHRINK).unwrap();
+        });
+        if let Ok(received) = Memfd::from_peer(memfd.into_fd(), Seals::NONE, 0) {
+            let region = received.map_read_only().unwrap();
+            region.read(region.len() - 1, &mut [0u8]).unwrap();
+            mapped += 1;
+        }
+        racer.join().unwrap();
+    }
+    // Whatever the interleavings, every accepted memfd was safe to touch; none with a
+    // size of 0 was accepted.
+    println!("{mapped} of 5000 accepted (sealed before the check, at full size)");
+}
+
+#[test]
+fn posix_planted_symlinks_and_fifos_are_refused() {
+    // Reliability 24: something planted at the name is never followed or reused.
+    let dir = common::tempdir();
+    let target = dir.path().join("victim");
+    std::fs::write(&target, vec![0u8; 8192]).unwrap();
+    let link = unique_name("shm");
+    let _cleanup = UnlinkOnDrop(link.clone());
+    std::os::unix::fs::symlink(&target, posix_path(&link)).unwrap();
+    for result in [
+        ShmOptions::new().open(&link),
+        ShmOptions::new().size(4096).open_or_create(&link),
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        assert!(err.hint().unwrap().contains("symbolic link"), "{err}");
+    }
+    assert_eq!(
+        ShmOptions::new()
+            .size(4096)
+            .create(&link)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        vec![0u8; 8192],
+        "untouched"
+    );
+
+    let fifo = unique_name("shm");
+    let _cleanup_fifo = UnlinkOnDrop(fifo.clone());
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        posix_path(&fifo),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let err = ShmOptions::new().open(&fifo).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.hint().unwrap().contains("not a shared memory object"),
+        "{err}"
+    );
+}
+
+#[test]
+fn same_user_openers_racing_a_creator_are_never_denied() {
+    // The creator gives itself read and write from the first instant, so another
+    // process of the same user never meets a half-made object it may not open.
+    if role().as_deref() == Some("racers") {
+        common::drop_root();
+        let name = arg("NAME");
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    let mut denied = 0;
+                    for _ in 0..300 {
+                        match ShmOptions::new().size(4096).open_or_create(&name) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::PermissionDenied => denied += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    denied
+                })
+            })
+            .collect();
+        let denied: usize = racers.into_iter().map(|t| t.join().unwrap()).sum();
+        say(format!("denied {denied}"));
+        return;
+    }
+    let name = unique_name("shm");
+    let _cleanup = UnlinkOnDrop(name.clone());
+    let said = run_ok(child(
+        "same_user_openers_racing_a_creator_are_never_denied",
+        "racers",
+        &[("NAME", &name)],
+    ));
+    assert_eq!(said, "denied 0");
+}
+
+#[test]
+fn file_size_limit_is_an_error_not_a_sigxfsz_death() {
+    if role().as_deref() == Some("limited") {
+        let limit = rustix::process::Rlimit {
+            current: Some(1 << 20),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Fsize).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
+        let err = Memfd::create("big", 2 << 20).unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        let err = ShmOptions::new()
+            .size(2 << 20)
+            .create(&arg("NAME"))
+            .unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        let path = std::path::PathBuf::from(arg("PATH"));
+        let err = MappedFile::create(&path, 2 << 20).unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        say(format!("file left: {}", path.exists()));
+        return;
+    }
+    let name = unique_name("shm");
+    let _cleanup = UnlinkOnDrop(name.clone());
+    let dir = common::tempdir();
+    let path = dir.path().join("big.bin");
+    let said = run_ok(child(
+        "file_size_limit_is_an_error_not_a_sigxfsz_death",
+        "limited",
+        &[("NAME", &name), ("PATH", path.to_str().unwrap())],
+    ));
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 4, "{said}");
+    for line in &lines[..3] {
+        assert!(line.starts_with("LimitReached|"), "{line}");
+        assert!(line.contains("RLIMIT_FSIZE, now 1048576"), "{line}");
+    }
+    assert_eq!(lines[3], "file left: false");
+    assert!(!posix_path(&name).exists());
+}
+
+#[test]
+fn mapped_file_that_cannot_be_mapped_is_not_left_behind() {
+    // The address-space limit makes the mmap itself fail, after the file exists.
+    if role().as_deref() == Some("small-address-space") {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let vm_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let limit = rustix::process::Rlimit {
+            current: Some(vm_kib * 1024 + (256 << 20)),
+            maximum: None,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::As, limit).unwrap();
+        let path = std::path::PathBuf::from(arg("PATH"));
+        let err = MappedFile::create(&path, 8 << 30).unwrap_err();
+        say(format!(
+            "{:?}|{}|left {}",
+            err.kind(),
+            err.operation(),
+            path.exists()
+        ));
+        return;
+    }
+    let dir = common::tempdir();
+    let path = dir.path().join("huge.bin");
+    let said = run_ok(child(
+        "mapped_file_that_cannot_be_mapped_is_not_left_behind",
+        "small-address-space",
+        &[("PATH", path.to_str().unwrap())],
+    ));
+    assert_eq!(said, "LimitReached|mmap|left false");
+}
+
+#[test]
+fn posix_full_tmpfs_fails_at_creation_and_leaves_nothing() {
+    // Reliability 16 for real: a 1 MiB tmpfs over /dev/shm in a private mount namespace
+    // has room for one 768 KiB object, not two; the second fails at creation.
+    if role().as_deref() == Some("small-tmpfs") {
+        // SAFETY: mount(2) with valid NUL-terminated strings; it changes only this
+        // private mount namespace.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c"/dev/shm".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=1m".as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        let first = ShmOptions::new().size(768 << 10).create("/first").unwrap();
+        let err = ShmOptions::new()
+            .size(768 << 10)
+            .create("/second")
+            .unwrap_err();
+        say(format!("{:?}|{err}", err.kind()));
+        say(format!("second left: {}", posix_path("/second").exists()));
+        drop(first);
+        return;
+    }
+    let Some(cmd) = common::in_private_ipc_namespace(child(
+        "posix_full_tmpfs_fails_at_creation_and_leaves_nothing",
+        "small-tmpfs",
+        &[],
+    )) else {
+        return;
+    };
+    let said = run_ok(cmd);
+    let mut lines = said.lines();
+    let err = lines.next().unwrap();
+    assert!(
+        err.starts_with("LimitReached|fallocate \"/second\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("ENOSPC") && err.contains("of 1048576"),
+        "{err}"
+    );
+    assert_eq!(lines.next(), Some("second left: false"));
+}
+
+#[test]
+fn region_copies_are_exact_at_every_alignment() {
+    let memfd = Memfd::create("copies", 4096).unwrap();
+    let region = memfd.map().unwrap();
+    let pattern: Vec<u8> = (0..64u8)
+        .map(|b| b.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    for offset in 0..17 {
+        for len in 0..40 {
+            region.write(100, &[0xee; 80]).unwrap();
+            region.write(100 + offset, &pattern[..len]).unwrap();
+            let mut back = vec![0u8; len];
+            region.read(100 + offset, &mut back).unwrap();
+            assert_eq!(back, pattern[..len], "offset {offset} len {len}");
+            let mut before = [0u8; 1];
+            region.read(99 + offset, &mut before).unwrap();
+            if offset > 0 {
+                assert_eq!(before, [0xee], "byte before offset {offset} untouched");
+            }
+            let mut after = [0u8; 1];
+            region.read(100 + offset + len, &mut after).unwrap();
+            assert_eq!(
+                after,
+                [0xee],
+                "byte after offset {offset} len {len} untouched"
+            );
+        }
+    }
 }

@@ -64,7 +64,7 @@ use super::Access;
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::owner::OpenMode;
 use crate::sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint, ipc_time};
 use crate::wait::{Backoff, Deadline};
 
 const MSGMAX: &str = "/proc/sys/kernel/msgmax";
@@ -335,11 +335,6 @@ pub struct SysvMqStat {
     pub ctime: SystemTime,
 }
 
-fn time(secs: libc::time_t) -> Option<SystemTime> {
-    let secs = u64::try_from(secs).ok().filter(|&s| s > 0)?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
 impl SysvMq {
     /// Options for mode and access.
     pub fn options() -> SysvMqOptions {
@@ -468,9 +463,9 @@ impl SysvMq {
             cbytes: sys::msg::cbytes(&ds),
             lspid: pid(ds.msg_lspid),
             lrpid: pid(ds.msg_lrpid),
-            stime: time(ds.msg_stime),
-            rtime: time(ds.msg_rtime),
-            ctime: time(ds.msg_ctime).unwrap_or(UNIX_EPOCH),
+            stime: ipc_time(ds.msg_stime),
+            rtime: ipc_time(ds.msg_rtime),
+            ctime: ipc_time(ds.msg_ctime).unwrap_or(UNIX_EPOCH),
         })
     }
 

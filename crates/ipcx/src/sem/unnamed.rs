@@ -31,6 +31,14 @@
 //! # Ok::<(), ipcx::Error>(())
 //! ```
 //!
+//! **Trust.** The semaphore's state is ordinary memory that every process mapping the
+//! region writable can change. A process that scribbles over it makes counts wrong, and
+//! can make the C library abort the processes that wait on it (glibc reads its futex
+//! flags from there and treats an unexpected futex error as fatal). Memory safety holds
+//! either way, but use unnamed semaphores only among cooperating processes; with an
+//! untrusted peer use a System V set ([`sem::sysv`](crate::sem::sysv)), whose state the
+//! kernel holds.
+//!
 //! The semaphore is never destroyed with `sem_destroy` (on Linux a no-op): other processes
 //! may still use it, and it disappears with the memory.
 //!

@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::check_path;
+use crate::owner::PathOwner;
 use crate::shm::Region;
+use crate::shm::posix::check_file_size_limit;
 
 /// A file mapped shared into memory, which can grow.
 #[derive(Debug)]
@@ -56,6 +58,16 @@ impl MappedFile {
                 .with_object(path.display())
                 .with_hint("a mapping needs a non-zero length"));
         }
+        let object = path.display();
+        let bytes = u64::try_from(len)
+            .ok()
+            .filter(|&b| b <= i64::MAX as u64)
+            .ok_or_else(|| {
+                Error::new("mmap", ErrorKind::InvalidInput)
+                    .with_object(&object)
+                    .with_hint(format!("{len} bytes is more than a file can hold"))
+            })?;
+        check_file_size_limit("ftruncate", bytes, &object)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -63,10 +75,14 @@ impl MappedFile {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .op_on("open", path.display())?;
-        file.set_len(len as u64)
-            .op_on("ftruncate", path.display())?;
-        MappedFile::map(file, path, false)
+            .op_on("open", &object)?;
+        // Until the mapping exists the new file is ours to remove again, so a failure
+        // leaves nothing behind for the retry to trip over.
+        let mut guard = PathOwner::record(path)?;
+        file.set_len(bytes).op_on("ftruncate", &object)?;
+        let mapped = MappedFile::map(file, path, false)?;
+        guard.keep();
+        Ok(mapped)
     }
 
     /// Opens an existing file and maps all of it, shared (`read_only`: a read-only
@@ -144,6 +160,7 @@ impl MappedFile {
                     self.region.len()
                 )));
         }
+        check_file_size_limit("ftruncate", new_len as u64, &label)?;
         self.file
             .set_len(new_len as u64)
             .op_on("ftruncate", &label)?;

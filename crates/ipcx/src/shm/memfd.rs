@@ -140,7 +140,7 @@ impl Memfd {
         }
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
             .op_on("memfd_create", &label)?;
-        super::posix::allocate(&fd, size, &label)?;
+        super::posix::allocate(&fd, size, &label, super::posix::Backing::Memory)?;
         Ok(Memfd { fd, size, label })
     }
 
@@ -158,16 +158,17 @@ impl Memfd {
                 .with_object(&label)
                 .with_hint(hint))
         };
-        let st = rustix::fs::fstat(&fd).op_on("fstat", &label)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return corrupt("the descriptor is not a memfd (not a regular file)".into());
-        }
+        // Seals first, size second: once SHRINK is seen the size can only grow, so the
+        // size read after it is a floor the peer cannot undercut. (Read the other way
+        // round, a peer could truncate and then seal between the two reads.)
         let seals = match rustix::fs::fcntl_get_seals(&fd) {
             Ok(s) => Seals(s.bits()),
             Err(Errno::INVAL) => {
                 return corrupt("the descriptor is not a memfd: it cannot carry seals".into());
             }
-            Err(e) => return Err(Error::from_errno("F_GET_SEALS", e.raw_os_error())),
+            Err(e) => {
+                return Err(Error::from_errno("F_GET_SEALS", e.raw_os_error()).with_object(&label));
+            }
         };
         let needed = required | Seals::SHRINK;
         if !seals.contains(needed) {
@@ -176,10 +177,15 @@ impl Memfd {
                  the peer could truncate it under our mapping"
             ));
         }
+        let st = rustix::fs::fstat(&fd).op_on("fstat", &label)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return corrupt("the descriptor is not a memfd (not a regular file)".into());
+        }
         let size = st.st_size as usize;
-        if size < min_size {
+        if size == 0 || size < min_size {
             return corrupt(format!(
-                "the memfd has {size} bytes, fewer than the {min_size} expected"
+                "the memfd has {size} bytes, fewer than the {} expected",
+                min_size.max(1)
             ));
         }
         Ok(Memfd { fd, size, label })

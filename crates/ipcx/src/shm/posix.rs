@@ -30,6 +30,14 @@
 //!   there and checks it against the size asked for, but cannot stop a later shrink: when
 //!   the peer is not trusted, share a sealed [`memfd`](crate::shm::memfd) instead.
 //!
+//! - **Removal.** The creator unlinks the name on drop only if it still names the object
+//!   it created (same device and inode, which its open descriptor keeps from being
+//!   reused). The kernel has no unlink-by-descriptor, so a replacement put there in the
+//!   instant between that check and the unlink would be removed.
+//! - **Planted links.** Objects are opened as `/dev/shm/NAME` with `O_NOFOLLOW` and must be
+//!   regular files: a symbolic link or anything else planted at the name is refused with
+//!   [`ErrorKind::PermissionDenied`].
+//!
 //! # References
 //! - [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html),
 //!   [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html)
@@ -37,7 +45,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use rustix::fs::{AtFlags, CWD, FallocateFlags, Mode, statat};
+use rustix::fs::{AtFlags, CWD, FallocateFlags, FileType, Mode, OFlags, statat};
 use rustix::io::Errno;
 use rustix::shm;
 
@@ -49,6 +57,10 @@ use crate::wait::{Backoff, Deadline};
 
 /// Where Linux keeps POSIX shared memory objects (a tmpfs).
 const SHM_DIR: &str = "/dev/shm";
+
+/// How often `open_or_create` goes round when the object keeps vanishing between its
+/// failed create and its open (other processes creating and removing it).
+pub(crate) const OPEN_OR_CREATE_ROUNDS: u32 = 8;
 
 /// How long [`ShmOptions::open`] waits for a new object's creator to finish allocating it.
 pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
@@ -148,7 +160,10 @@ impl ShmOptions {
                 }
             }
         }
+        // open_or_create races other processes doing the same; a few rounds settle it.
+        let mut rounds = 0;
         loop {
+            rounds += 1;
             let result = match how {
                 OpenMode::Create => self.create_new(&name),
                 OpenMode::Open => self.open_existing(&name, init_wait, false),
@@ -161,7 +176,11 @@ impl ShmOptions {
             };
             match result {
                 // The object vanished between the failed create and the open: try again.
-                Err(e) if how == OpenMode::OpenOrCreate && e.kind() == ErrorKind::NotFound => {
+                Err(e)
+                    if how == OpenMode::OpenOrCreate
+                        && e.kind() == ErrorKind::NotFound
+                        && rounds < OPEN_OR_CREATE_ROUNDS =>
+                {
                     continue;
                 }
                 other => return other,
@@ -171,13 +190,18 @@ impl ShmOptions {
 
     fn create_new(&self, name: &PosixName) -> Result<Shm> {
         let size = self.size.unwrap_or(0);
-        let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-        let fd = shm::open(name.as_str(), flags, Mode::from_raw_mode(0))
-            .map_err(|e| open_error(e, name))?;
+        // The owner's read and write bits are on from the start, so the creator's own
+        // other processes can open the object while it is being set up (they then wait
+        // for its size); the exact mode follows with `fchmod`, whatever the umask did.
+        let fd = open_in_shm_dir(
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+            Mode::from_raw_mode(self.mode | 0o600),
+        )?;
         // From here on the name is ours: on any failure, remove it again.
         let owner = ShmOwner::record(name, &fd)?;
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.mode)).op_on("fchmod", name)?;
-        allocate(&fd, size, name)?;
+        allocate(&fd, size, name, Backing::ShmDir)?;
         Ok(Shm {
             fd,
             name: name.clone(),
@@ -188,12 +212,12 @@ impl ShmOptions {
     }
 
     fn open_existing(&self, name: &PosixName, init_wait: Duration, mine: bool) -> Result<Shm> {
-        let flags = if self.read_only {
-            shm::OFlags::RDONLY
+        let access = if self.read_only {
+            OFlags::RDONLY
         } else {
-            shm::OFlags::RDWR
+            OFlags::RDWR
         };
-        let fd = shm::open(name.as_str(), flags, Mode::empty()).map_err(|e| open_error(e, name))?;
+        let fd = open_in_shm_dir(name, access, Mode::empty())?;
         let st = rustix::fs::fstat(&fd).op_on("fstat", name)?;
         if mine {
             let me = rustix::process::geteuid().as_raw();
@@ -227,16 +251,42 @@ impl ShmOptions {
     }
 }
 
+/// `shm_open`, as glibc does it, but never following a symbolic link: the object is
+/// opened as `/dev/shm/NAME` with `O_NOFOLLOW` (rustix's `shm::open` follows links), and
+/// must be a regular file. `O_NONBLOCK` keeps a FIFO planted at the name from blocking
+/// the open; it means nothing for a regular file.
+fn open_in_shm_dir(name: &PosixName, flags: OFlags, mode: Mode) -> Result<OwnedFd> {
+    let path = format!("{SHM_DIR}{}", name.as_str());
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path.as_str(), flags, mode).map_err(|e| open_error(e, name))?;
+    let st = rustix::fs::fstat(&fd).op_on("fstat", name)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(Error::new("shm_open", ErrorKind::PermissionDenied)
+            .with_object(name)
+            .with_hint(format!(
+                "{path} is not a shared memory object (not a regular file); refusing to use it"
+            )));
+    }
+    Ok(fd)
+}
+
 /// The error of `shm_open`, with the hints that apply to it.
 fn open_error(e: Errno, name: &PosixName) -> Error {
     let err = Error::from_errno("shm_open", e.raw_os_error()).with_object(name);
     match e {
         Errno::EXIST => err.with_hint(
             "an object of this name exists; open it, or remove it if a crashed run left it \
-             (`ipcx rm`, ipcx::shm::posix::unlink)",
+             (`ipcx rm`, Shm::unlink)",
         ),
         Errno::NOENT => err.with_hint("no shared memory object of this name; create it first"),
         Errno::ACCESS => err.with_hint(owner_hint(name)),
+        Errno::LOOP => err
+            .with_kind(ErrorKind::PermissionDenied)
+            .with_hint(format!(
+                "{SHM_DIR}{} is a symbolic link, which a shared memory object never is: someone \
+             planted it; refusing to follow it",
+                name.as_str()
+            )),
         _ => err,
     }
 }
@@ -254,21 +304,64 @@ fn owner_hint(name: &PosixName) -> String {
     }
 }
 
+/// Where the memory of an object comes from, for the hint when there is none left.
+#[derive(Clone, Copy)]
+pub(crate) enum Backing {
+    /// A named object in `/dev/shm`, bounded by that tmpfs's size.
+    ShmDir,
+    /// A memfd, charged to the process's memory cgroup (RAM and swap).
+    Memory,
+}
+
 /// Allocates `size` bytes of the object now, so a full tmpfs fails here and not with a
 /// `SIGBUS` on first touch. tmpfs publishes the new size only once every page is
 /// allocated, which is what openers wait for.
-pub(crate) fn allocate(fd: &OwnedFd, size: usize, object: &dyn std::fmt::Display) -> Result<()> {
+pub(crate) fn allocate(
+    fd: &OwnedFd,
+    size: usize,
+    object: &dyn std::fmt::Display,
+    backing: Backing,
+) -> Result<()> {
+    check_file_size_limit("fallocate", size as u64, object)?;
     let len = size as u64;
     match rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len) {
         Ok(()) => Ok(()),
-        Err(Errno::NOSPC) => Err(Error::from_errno("fallocate", libc::ENOSPC)
+        Err(Errno::NOSPC) => {
+            let room = match backing {
+                Backing::ShmDir => format!("{}; free space there", tmpfs_room()),
+                Backing::Memory => "a memfd is charged to this process's memory cgroup (RAM \
+                                    and swap), which is exhausted; free memory"
+                    .to_string(),
+            };
+            Err(Error::from_errno("fallocate", libc::ENOSPC)
+                .with_object(object)
+                .with_hint(format!("{size} bytes do not fit: {room} or ask for less")))
+        }
+        Err(Errno::FBIG) => Err(Error::from_errno("fallocate", libc::EFBIG)
             .with_object(object)
-            .with_hint(format!(
-                "{size} bytes do not fit: {}; free space there or ask for less",
-                tmpfs_room()
-            ))),
+            .with_kind(ErrorKind::LimitReached)
+            .with_hint(format!("{size} bytes is larger than the filesystem allows"))),
         Err(Errno::OPNOTSUPP) => rustix::fs::ftruncate(fd, len).op_on("ftruncate", object),
         Err(e) => Err(Error::from_errno("fallocate", e.raw_os_error()).with_object(object)),
+    }
+}
+
+/// Refuses, before the call, a file size above `RLIMIT_FSIZE`: growing a file past it
+/// raises `SIGXFSZ`, which kills the process unless it is handled.
+pub(crate) fn check_file_size_limit(
+    op: &'static str,
+    size: u64,
+    object: &dyn std::fmt::Display,
+) -> Result<()> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize).current;
+    match limit {
+        Some(limit) if size > limit => Err(Error::new(op, ErrorKind::LimitReached)
+            .with_object(object)
+            .with_hint(format!(
+                "{size} bytes exceed this process's file size limit (RLIMIT_FSIZE, now {limit} \
+                 bytes); raise it with `ulimit -f` or ask for less"
+            ))),
+        _ => Ok(()),
     }
 }
 
@@ -296,7 +389,7 @@ fn wait_initialised(fd: &OwnedFd, name: &PosixName, timeout: Duration) -> Result
         if let Err(e) = backoff.sleep(deadline, "shm_open", name) {
             return Err(e.with_hint(format!(
                 "not initialised: the object is still empty after {timeout:?}; its creator \
-                 may have died while setting it up — remove it (ipcx::shm::posix::unlink) \
+                 may have died while setting it up — remove it (Shm::unlink) \
                  and create it again"
             )));
         }
@@ -360,7 +453,7 @@ impl Shm {
     }
 
     /// Leaves the object in place when this `Shm` is dropped (it then lives until
-    /// [`unlink`] or reboot).
+    /// [`Shm::unlink`] or reboot).
     pub fn keep(&mut self) {
         if let Some(owner) = &mut self.owner {
             owner.keep = true;
@@ -370,6 +463,17 @@ impl Shm {
     /// Whether this process created the object and will unlink it on drop.
     pub fn is_owner(&self) -> bool {
         self.owner.as_ref().is_some_and(|o| !o.keep)
+    }
+
+    /// Removes the name of a POSIX shared memory object: what to do with one a crashed
+    /// run left behind. Processes that have it open or mapped keep it until they close it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such object.
+    #[doc(alias = "shm_unlink")]
+    pub fn unlink(name: &str) -> Result<()> {
+        let name = PosixName::new(name)?;
+        shm::unlink(name.as_str()).op_on("shm_unlink", &name)
     }
 }
 
@@ -392,17 +496,6 @@ pub(crate) fn map_fd(fd: &OwnedFd, len: usize, read_only: bool, label: &str) -> 
     };
     let map = map.op_on("mmap", label)?;
     Ok(Region::from_mmap(map, !read_only, label.to_string()))
-}
-
-/// Removes the name of a POSIX shared memory object. Processes that have it open or
-/// mapped keep it until they close it.
-///
-/// # Errors
-/// [`ErrorKind::NotFound`] if there is no such object.
-#[doc(alias = "shm_unlink")]
-pub fn unlink(name: &str) -> Result<()> {
-    let name = PosixName::new(name)?;
-    shm::unlink(name.as_str()).op_on("shm_unlink", &name)
 }
 
 /// Unlinks the creator's object on drop, if the name still refers to it.

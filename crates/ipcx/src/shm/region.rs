@@ -1,17 +1,20 @@
 //! [`Region`]: a mapped piece of shared memory, with bounds-checked access.
 //!
 //! Memory shared with another process can change under the reader at any moment, so the
-//! safe interface never hands out a Rust reference to plain bytes in it: it copies bytes
+//! safe interface never hands out a Rust reference to plain bytes in it. It copies bytes
 //! in and out ([`Region::read`], [`Region::write`], [`Region::load`], [`Region::store`])
-//! and gives atomics by reference ([`Region::atomic_u32`], [`Region::atomic_u64`]), the
-//! only types that are sound to share with a concurrent writer. Every offset is checked
-//! against the length first. A reader copies a peer's data out, then validates the copy
-//! (reliability item 10).
+//! with relaxed atomic loads and stores (a word at a time where aligned, a byte at a time
+//! at the edges), and gives atomics by reference ([`Region::atomic_u32`],
+//! [`Region::atomic_u64`]). Every access is therefore atomic: two threads or processes
+//! copying the same bytes at once see some mix of old and new bytes, never undefined
+//! behaviour, and the compiler may not re-read a copy's source after the copy, so a
+//! reader that copies a peer's data out and then validates the copy (reliability item 10)
+//! validates exactly what it uses. Every offset is checked against the length first.
 #![allow(unsafe_code)]
 
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use bytemuck::Pod;
 
@@ -62,10 +65,11 @@ pub struct Region {
 // SAFETY:
 // - The mapping is process-wide memory that stays valid until `_backing` is dropped,
 //   whichever thread holds the `Region`.
-// - The safe methods access it only by copy (`ptr::copy`) or through atomics, so no thread
-//   ever holds a Rust reference to non-atomic bytes that another thread could write.
+// - The safe methods access it only with atomic operations (the copies in `copy_out` and
+//   `copy_in`, and the atomics handed out by reference), so concurrent use from several
+//   threads, or with other processes, cannot be a data race.
 unsafe impl Send for Region {}
-// SAFETY: as for `Send`: `&Region` gives only copies and atomic references.
+// SAFETY: as for `Send`: everything `&Region` offers is an atomic access.
 unsafe impl Sync for Region {}
 
 impl Region {
@@ -161,13 +165,9 @@ impl Region {
     /// [`ErrorKind::InvalidInput`] if the range reaches past the end.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let src = self.span("read region", offset, buf.len())?;
-        // SAFETY:
-        // - `src..src+buf.len()` is inside the live mapping (checked by `span`).
-        // - `buf` is a distinct, exclusively borrowed Rust buffer, so the ranges cannot
-        //   overlap.
-        // - A concurrent writer in another process can at worst make the copy a mix of
-        //   old and new bytes; every byte pattern is a valid `u8`.
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: `src..src + buf.len()` is inside the live mapping (checked by `span`),
+        // which `&self` keeps mapped for the call.
+        unsafe { copy_out(src, buf) };
         Ok(())
     }
 
@@ -179,11 +179,9 @@ impl Region {
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write region")?;
         let dst = self.span("write region", offset, data.len())?;
-        // SAFETY:
-        // - `dst..dst+data.len()` is inside the live, writable mapping (checked above).
-        // - `data` is a Rust slice, never inside this mapping's bytes as borrowed by the
-        //   safe API, and `copy` tolerates overlap anyway.
-        unsafe { std::ptr::copy(data.as_ptr(), dst, data.len()) };
+        // SAFETY: `dst..dst + data.len()` is inside the live, writable mapping (checked
+        // above), which `&self` keeps mapped for the call.
+        unsafe { copy_in(dst, data) };
         Ok(())
     }
 
@@ -307,5 +305,67 @@ impl fmt::Debug for Region {
             .field("len", &self.len)
             .field("writable", &self.writable)
             .finish()
+    }
+}
+
+/// The word the copies move at a time where the shared memory is aligned.
+const WORD: usize = size_of::<usize>();
+
+/// Copies `dst.len()` bytes out of shared memory at `src` with relaxed atomic loads.
+///
+/// # Safety
+/// `src..src + dst.len()` must lie inside a mapping that stays mapped for the call. Other
+/// threads and processes may access those bytes at the same time, with atomic operations
+/// (this module's) or from another process in any way.
+unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
+    let len = dst.len();
+    let mut i = 0;
+    while i < len && !(src as usize + i).is_multiple_of(WORD) {
+        // SAFETY: `src + i` is inside the mapping (caller's contract); `AtomicU8` has no
+        // alignment requirement; every access to the byte from this process is atomic.
+        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Ordering::Relaxed);
+        i += 1;
+    }
+    while i + WORD <= len {
+        // SAFETY: `src + i` is inside the mapping with `WORD` bytes after it (checked by
+        // the loop condition) and aligned for `usize` (the loop above stopped there).
+        let word = unsafe { AtomicUsize::from_ptr(src.add(i).cast::<usize>().cast_mut()) }
+            .load(Ordering::Relaxed);
+        dst[i..i + WORD].copy_from_slice(&word.to_ne_bytes());
+        i += WORD;
+    }
+    while i < len {
+        // SAFETY: as for the first loop.
+        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Ordering::Relaxed);
+        i += 1;
+    }
+}
+
+/// Copies `src` into shared memory at `dst` with relaxed atomic stores.
+///
+/// # Safety
+/// `dst..dst + src.len()` must lie inside a writable mapping that stays mapped for the
+/// call; other accesses may happen at the same time, as for [`copy_out`].
+unsafe fn copy_in(dst: *mut u8, src: &[u8]) {
+    let len = src.len();
+    let mut i = 0;
+    while i < len && !(dst as usize + i).is_multiple_of(WORD) {
+        // SAFETY: `dst + i` is inside the writable mapping (caller's contract).
+        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], Ordering::Relaxed);
+        i += 1;
+    }
+    while i + WORD <= len {
+        let mut word = [0u8; WORD];
+        word.copy_from_slice(&src[i..i + WORD]);
+        // SAFETY: `dst + i` is inside the writable mapping with `WORD` bytes after it and
+        // aligned for `usize` (see the loops' conditions).
+        unsafe { AtomicUsize::from_ptr(dst.add(i).cast::<usize>()) }
+            .store(usize::from_ne_bytes(word), Ordering::Relaxed);
+        i += WORD;
+    }
+    while i < len {
+        // SAFETY: as for the first loop.
+        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], Ordering::Relaxed);
+        i += 1;
     }
 }

@@ -24,13 +24,16 @@
 //!   [shmop(2)](https://man7.org/linux/man-pages/man2/shmop.2.html),
 //!   [shmctl(2)](https://man7.org/linux/man-pages/man2/shmctl.2.html)
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::owner::OpenMode;
 use crate::shm::Region;
+use crate::shm::posix::OPEN_OR_CREATE_ROUNDS;
 use crate::sys::shm as sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, ipc_time};
 
 /// Options for creating or opening a System V shared memory segment.
 #[derive(Clone, Debug)]
@@ -105,7 +108,9 @@ impl SysvShmOptions {
                 .with_object(key)
                 .with_hint("IPC_PRIVATE always creates; open a private segment by id"));
         }
+        let mut rounds = 0;
         loop {
+            rounds += 1;
             let result = match how {
                 OpenMode::Create => self.create_new(key),
                 OpenMode::Open => self.open_existing(key, false),
@@ -115,7 +120,11 @@ impl SysvShmOptions {
                 },
             };
             match result {
-                Err(e) if how == OpenMode::OpenOrCreate && e.kind() == ErrorKind::NotFound => {
+                Err(e)
+                    if how == OpenMode::OpenOrCreate
+                        && e.kind() == ErrorKind::NotFound
+                        && rounds < OPEN_OR_CREATE_ROUNDS =>
+                {
                     continue;
                 }
                 other => return other,
@@ -162,7 +171,7 @@ impl SysvShmOptions {
         match e {
             Errno::EXIST => err.with_hint(
                 "a segment with this key exists; open it, or remove it if a crashed run left \
-                 it (`ipcrm`, `ipcx rm`)",
+                 it (SysvShm::remove_key, `ipcrm`)",
             ),
             Errno::NOENT => err.with_hint("no segment has this key; create it first"),
             Errno::INVAL => err.with_hint(format!(
@@ -178,11 +187,10 @@ impl SysvShmOptions {
                 read_sysctl("/proc/sys/kernel/shmmni").unwrap_or_else(|| "unknown".into()),
                 read_sysctl("/proc/sys/kernel/shmall").unwrap_or_else(|| "unknown".into())
             )),
-            Errno::NOMEM => err.with_hint(format!(
-                "the system-wide shared memory total is exhausted (/proc/sys/kernel/shmall, \
-                 now {} pages)",
-                read_sysctl("/proc/sys/kernel/shmall").unwrap_or_else(|| "unknown".into())
-            )),
+            Errno::NOMEM => err.with_hint(
+                "the kernel could not allocate the segment (memory or memory-cgroup limit); \
+                 free memory or ask for less",
+            ),
             _ => err,
         }
     }
@@ -202,12 +210,12 @@ pub struct ShmStat {
     pub creator_pid: i32,
     /// The pid of the last process to attach or detach.
     pub last_pid: i32,
-    /// Time of the last attach, in seconds since the epoch (0 if never).
-    pub attach_time: i64,
-    /// Time of the last detach, in seconds since the epoch (0 if never).
-    pub detach_time: i64,
-    /// Time of creation or the last `IPC_SET`, in seconds since the epoch.
-    pub change_time: i64,
+    /// When a process last attached (`shm_atime`), if ever.
+    pub attach_time: Option<SystemTime>,
+    /// When a process last detached (`shm_dtime`), if ever.
+    pub detach_time: Option<SystemTime>,
+    /// When the segment was created or last changed with `IPC_SET` (`shm_ctime`).
+    pub change_time: SystemTime,
 }
 
 /// A System V shared memory segment, by id.
@@ -243,6 +251,17 @@ impl SysvShm {
         })
     }
 
+    /// Marks the segment of `key` for removal: what to do with one a crashed run left
+    /// behind. Attached processes keep it until they detach.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if no segment has the key; [`ErrorKind::PermissionDenied`]
+    /// if the caller is neither its owner nor its creator.
+    pub fn remove_key(key: Key) -> Result<()> {
+        let shm = SysvShmOptions::new().open(key)?;
+        sys::remove(shm.id).map_err(|e| shm.ctl_error("shmctl IPC_RMID", e))
+    }
+
     /// The segment's id.
     pub fn id(&self) -> i32 {
         self.id
@@ -267,9 +286,9 @@ impl SysvShm {
             attaches: ds.shm_nattch,
             creator_pid: ds.shm_cpid,
             last_pid: ds.shm_lpid,
-            attach_time: ds.shm_atime,
-            detach_time: ds.shm_dtime,
-            change_time: ds.shm_ctime,
+            attach_time: ipc_time(ds.shm_atime),
+            detach_time: ipc_time(ds.shm_dtime),
+            change_time: ipc_time(ds.shm_ctime).unwrap_or(UNIX_EPOCH),
         })
     }
 
@@ -285,8 +304,7 @@ impl SysvShm {
     }
 
     fn attach_with(&self, read_only: bool) -> Result<Region> {
-        let size = self.stat()?.size;
-        let at = sys::attach(self.id, size, read_only).map_err(|e| self.ctl_error("shmat", e))?;
+        let at = sys::attach(self.id, read_only).map_err(|e| self.ctl_error("shmat", e))?;
         Ok(Region::from_sysv(at, !read_only, self.label()))
     }
 

@@ -61,9 +61,11 @@ impl Attached {
     }
 }
 
-/// `shmat(id, NULL, flags)`, recording `len` (the segment size from `IPC_STAT`) as the
-/// extent of the mapping.
-pub(crate) fn attach(id: i32, len: usize, read_only: bool) -> Result<Attached> {
+/// `shmat(id, NULL, flags)`, then the segment's size from `IPC_STAT` as the extent of
+/// the mapping. The size is read after attaching: the attachment keeps the segment (and
+/// so its id) alive, so the size is that of the segment mapped, not of a successor that
+/// reused the id in between.
+pub(crate) fn attach(id: i32, read_only: bool) -> Result<Attached> {
     let flags = if read_only { libc::SHM_RDONLY } else { 0 };
     // SAFETY:
     // - A null address lets the kernel choose where to map, so nothing of ours is
@@ -74,7 +76,10 @@ pub(crate) fn attach(id: i32, len: usize, read_only: bool) -> Result<Attached> {
         return Err(Errno::from_raw_os_error(errno()));
     }
     let ptr = NonNull::new(addr.cast::<u8>()).ok_or(Errno::FAULT)?;
-    Ok(Attached { ptr, len })
+    // From here on `Attached`'s drop detaches, whatever happens next.
+    let mut attached = Attached { ptr, len: 0 };
+    attached.len = stat(id)?.shm_segsz;
+    Ok(attached)
 }
 
 impl Drop for Attached {

@@ -363,14 +363,15 @@ pub fn compile_c(stem: &str, source: &str, libs: &[&str]) -> Option<PathBuf> {
     Some(exe)
 }
 
-/// `cmd` run in a fresh IPC namespace, inside a new user namespace where the caller maps
-/// to root: there the test may lower the namespace's own IPC limits
+/// `cmd` run in a fresh IPC and mount namespace, inside a new user namespace where the
+/// caller maps to root: there the test may mount a small tmpfs over `/dev/shm` or lower
+/// the namespace's own IPC limits
 /// (`/proc/sys/kernel/{shmmni,shmall,sem,msgmni}`, `/proc/sys/fs/mqueue/*`) to provoke
 /// `ENOSPC` for real without touching the machine's, and whatever it creates dies with the
 /// namespace. `None` (printed SKIPPED) where user namespaces are not available.
 pub fn in_private_ipc_namespace(cmd: Command) -> Option<Command> {
     let probe = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--ipc", "true"])
+        .args(["--user", "--map-root-user", "--ipc", "--mount", "true"])
         .stderr(Stdio::null())
         .status();
     if !matches!(probe, Ok(s) if s.success()) {
@@ -379,7 +380,7 @@ pub fn in_private_ipc_namespace(cmd: Command) -> Option<Command> {
     }
     let mut wrapped = Command::new("unshare");
     wrapped
-        .args(["--user", "--map-root-user", "--ipc", "--"])
+        .args(["--user", "--map-root-user", "--ipc", "--mount", "--"])
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
