@@ -3,7 +3,7 @@
 //! message queue namespace and `/proc/sysvipc`.
 //!
 //! It is `#[ignore]`d because it must run after every other test: `.ci/run` runs it last
-//! with `cargo test -p ipcx --test leftovers -- --ignored`.
+//! with `cargo test --workspace --test leftovers -- --ignored`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
