@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, statat};
 
-use crate::error::{Context, Result};
+use crate::error::{Context, ErrorKind, Result};
 
 /// How a named object is obtained.
 ///
@@ -30,6 +30,44 @@ pub(crate) enum OpenMode {
     Open,
     /// Open the object if it exists and is the caller's, else create it.
     OpenOrCreate,
+}
+
+/// How often `open_or_create` goes round when the object keeps vanishing between its
+/// failed create and its open (other processes creating and removing it).
+pub(crate) const OPEN_OR_CREATE_ROUNDS: u32 = 8;
+
+/// Obtains a named object the way `how` says, from the two primitives every kind has:
+/// `create` (exclusive) and `open(mine)`, where `mine` asks the opener to refuse an
+/// object of another user. `OpenOrCreate` creates, opens on `AlreadyExists`, and goes
+/// round again (a bounded number of times) when the object vanished in between.
+pub(crate) fn obtain<T>(
+    how: OpenMode,
+    mut create: impl FnMut() -> Result<T>,
+    mut open: impl FnMut(bool) -> Result<T>,
+) -> Result<T> {
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let result = match how {
+            OpenMode::Create => return create(),
+            OpenMode::Open => return open(false),
+            OpenMode::OpenOrCreate => match create() {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => open(true),
+                other => other,
+            },
+        };
+        match result {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if rounds == OPEN_OR_CREATE_ROUNDS {
+                    return Err(e.with_hint(format!(
+                        "other processes removed the object {rounds} times between this \
+                         one's create and open; they are fighting over the name"
+                    )));
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Removes a path on drop if it still names the file its creator made.

@@ -69,7 +69,7 @@ use rustix::io::Errno;
 use super::Access;
 use crate::error::{Context, Error, ErrorKind, Result, read_sysctl};
 use crate::name::PosixName;
-use crate::owner::OpenMode;
+use crate::owner::{OpenMode, obtain};
 use crate::sys;
 use crate::wait::{Deadline, retry};
 
@@ -86,10 +86,6 @@ const QUEUES_MAX: &str = "/proc/sys/fs/mqueue/queues_max";
 /// `HARD_MSGSIZEMAX`).
 const HARD_MSGMAX: usize = 65536;
 const HARD_MSGSIZEMAX: usize = 16 << 20;
-/// How often `open_or_create` retries when the queue vanishes between the failed create
-/// and the open (another process unlinked it), before giving up.
-const OPEN_OR_CREATE_ATTEMPTS: usize = 8;
-
 fn sysctl_usize(path: &str) -> Option<usize> {
     read_sysctl(path)?.parse().ok()
 }
@@ -213,28 +209,15 @@ impl MqOptions {
             }
             OpenMode::OpenOrCreate => {
                 let attr = self.creation_attr(&name)?;
-                for _ in 0..OPEN_OR_CREATE_ATTEMPTS {
-                    match self.make(name.clone(), attr) {
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                        other => return other,
-                    }
-                    match self.open_existing(name.clone()) {
-                        Ok(queue) => {
-                            queue.check_mine()?;
-                            return Ok(queue);
-                        }
-                        // Unlinked between our create and open: try to create it again.
-                        Err(e) if e.kind() == ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(Error::new("mq_open", ErrorKind::Other)
-                    .with_object(&name)
-                    .with_hint(format!(
-                        "the queue was removed and recreated by other processes \
-                         {OPEN_OR_CREATE_ATTEMPTS} times while this one tried to open or \
-                         create it"
-                    )))
+                obtain(
+                    how,
+                    || self.make(name.clone(), attr),
+                    |_| {
+                        let queue = self.open_existing(name.clone())?;
+                        queue.check_mine()?;
+                        Ok(queue)
+                    },
+                )
             }
         }
     }

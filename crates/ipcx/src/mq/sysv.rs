@@ -62,17 +62,13 @@ use rustix::io::Errno;
 
 use super::Access;
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
-use crate::owner::OpenMode;
+use crate::owner::{OpenMode, obtain};
 use crate::sys;
 use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint, ipc_time};
 use crate::wait::{Backoff, Deadline};
 
 const MSGMAX: &str = "/proc/sys/kernel/msgmax";
 const MSGMNB: &str = "/proc/sys/kernel/msgmnb";
-/// How often `open_or_create` retries when the queue vanishes between the failed create
-/// and the open (another process removed it), before giving up.
-const OPEN_OR_CREATE_ATTEMPTS: usize = 8;
-
 /// Which message a receive takes: the first one in the queue that matches.
 ///
 /// # References
@@ -212,30 +208,16 @@ impl SysvMqOptions {
         match how {
             OpenMode::Create => self.make(key),
             OpenMode::Open => self.open_existing(key),
-            OpenMode::OpenOrCreate => {
-                for _ in 0..OPEN_OR_CREATE_ATTEMPTS {
-                    match self.make(key) {
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                        other => return other,
-                    }
-                    match self.open_existing(key) {
-                        Ok(queue) => {
-                            let perm = queue.stat()?.perm;
-                            check_reusable(&perm, "msgget", &queue.label)?;
-                            return Ok(queue);
-                        }
-                        Err(e) if e.kind() == ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(Error::new("msgget", ErrorKind::Other)
-                    .with_object(key)
-                    .with_hint(format!(
-                        "the queue was removed and recreated by other processes \
-                         {OPEN_OR_CREATE_ATTEMPTS} times while this one tried to open or \
-                         create it"
-                    )))
-            }
+            OpenMode::OpenOrCreate => obtain(
+                how,
+                || self.make(key),
+                |_| {
+                    let queue = self.open_existing(key)?;
+                    let perm = queue.stat()?.perm;
+                    check_reusable(&perm, "msgget", &queue.label)?;
+                    Ok(queue)
+                },
+            ),
         }
     }
 

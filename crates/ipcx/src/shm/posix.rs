@@ -51,16 +51,12 @@ use rustix::shm;
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::PosixName;
-use crate::owner::OpenMode;
+use crate::owner::{OpenMode, obtain};
 use crate::shm::Region;
 use crate::wait::{Backoff, Deadline};
 
 /// Where Linux keeps POSIX shared memory objects (a tmpfs).
 const SHM_DIR: &str = "/dev/shm";
-
-/// How often `open_or_create` goes round when the object keeps vanishing between its
-/// failed create and its open (other processes creating and removing it).
-pub(crate) const OPEN_OR_CREATE_ROUNDS: u32 = 8;
 
 /// How long [`ShmOptions::open`] waits for a new object's creator to finish allocating it.
 pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
@@ -160,32 +156,11 @@ impl ShmOptions {
                 }
             }
         }
-        // open_or_create races other processes doing the same; a few rounds settle it.
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            let result = match how {
-                OpenMode::Create => self.create_new(&name),
-                OpenMode::Open => self.open_existing(&name, init_wait, false),
-                OpenMode::OpenOrCreate => match self.create_new(&name) {
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        self.open_existing(&name, init_wait, true)
-                    }
-                    other => other,
-                },
-            };
-            match result {
-                // The object vanished between the failed create and the open: try again.
-                Err(e)
-                    if how == OpenMode::OpenOrCreate
-                        && e.kind() == ErrorKind::NotFound
-                        && rounds < OPEN_OR_CREATE_ROUNDS =>
-                {
-                    continue;
-                }
-                other => return other,
-            }
-        }
+        obtain(
+            how,
+            || self.create_new(&name),
+            |mine| self.open_existing(&name, init_wait, mine),
+        )
     }
 
     fn create_new(&self, name: &PosixName) -> Result<Shm> {

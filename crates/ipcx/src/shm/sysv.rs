@@ -29,9 +29,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
-use crate::owner::OpenMode;
+use crate::owner::{OpenMode, obtain};
 use crate::shm::Region;
-use crate::shm::posix::OPEN_OR_CREATE_ROUNDS;
 use crate::sys::shm as sys;
 use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, ipc_time};
 
@@ -108,28 +107,11 @@ impl SysvShmOptions {
                 .with_object(key)
                 .with_hint("IPC_PRIVATE always creates; open a private segment by id"));
         }
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            let result = match how {
-                OpenMode::Create => self.create_new(key),
-                OpenMode::Open => self.open_existing(key, false),
-                OpenMode::OpenOrCreate => match self.create_new(key) {
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => self.open_existing(key, true),
-                    other => other,
-                },
-            };
-            match result {
-                Err(e)
-                    if how == OpenMode::OpenOrCreate
-                        && e.kind() == ErrorKind::NotFound
-                        && rounds < OPEN_OR_CREATE_ROUNDS =>
-                {
-                    continue;
-                }
-                other => return other,
-            }
-        }
+        obtain(
+            how,
+            || self.create_new(key),
+            |mine| self.open_existing(key, mine),
+        )
     }
 
     fn create_new(&self, key: Key) -> Result<SysvShm> {
