@@ -43,9 +43,20 @@ fn check(rc: c_int) -> rustix::io::Result<c_int> {
 /// `sem_t`, that stay mapped for as long as the `&self` borrow lasts, and that were
 /// initialised as a semaphore (by `sem_open` or `sem_init`). The semaphore may be shared
 /// with other threads and processes: every `sem_*` call used here is thread-safe and
-/// process-safe by POSIX. A process sharing the memory can overwrite those bytes at any
-/// time; glibc and musl only ever treat them as atomic integers and a futex word, so
-/// garbage there makes counts wrong, never memory unsafe.
+/// process-safe by POSIX.
+///
+/// A process sharing the memory can overwrite those bytes at any time. The C library
+/// only ever reads and writes them as integers inside the `sem_t` (a count, a waiter
+/// count, a futex word, flags) and never follows them as pointers or sizes, so garbage
+/// there cannot make a call touch memory outside the `sem_t`: memory safety holds.
+/// It is not harmless, though. Besides wrong counts, glibc takes the futex flags of
+/// every wait and wake from the `sem_t`'s `private` word; a value there that it does not
+/// expect makes `futex` fail with an error glibc treats as impossible, and glibc then
+/// calls `futex_fatal_error()`, which prints "The futex facility returned an unexpected
+/// error code" and aborts the process. So any process that can write the semaphore's
+/// memory (or open its file, `/dev/shm/sem.NAME`) can crash every process that uses it.
+/// An abort is a crash, not undefined behaviour; see the module docs of
+/// `crate::sem::posix` for what that means for untrusted peers.
 pub(crate) unsafe trait LiveSem {
     /// The semaphore.
     fn sem_ptr(&self) -> NonNull<libc::sem_t>;
@@ -192,8 +203,10 @@ impl<'a> ShmSem<'a> {
 
 // SAFETY:
 // - the memory is valid and aligned for `'a` (the constructor's contract); ipcx calls the
-//   operations only after it saw the semaphore published as initialised, and what a peer
-//   may write there afterwards cannot cause memory unsafety (see `LiveSem`).
+//   operations only after it saw the semaphore published as initialised;
+// - a peer that writes garbage there afterwards cannot make a `sem_*` call touch memory
+//   outside the `sem_t`; it can make glibc abort the process (see `LiveSem`), which is a
+//   crash, not undefined behaviour.
 unsafe impl LiveSem for ShmSem<'_> {
     fn sem_ptr(&self) -> NonNull<libc::sem_t> {
         self.sem
@@ -216,7 +229,10 @@ unsafe impl Sync for NamedSem {}
 
 // SAFETY:
 // - `sem` came from a successful `sem_open` and is closed only in `drop`, which cannot run
-//   while a borrow of `self` exists, so the semaphore is live for every borrow.
+//   while a borrow of `self` exists, so the semaphore is live for every borrow;
+// - another process that can open `/dev/shm/sem.NAME` can write garbage into the
+//   mapping; that cannot make a `sem_*` call touch memory outside the `sem_t`, though it
+//   can make glibc abort the process (see `LiveSem`), a crash, not undefined behaviour.
 unsafe impl LiveSem for NamedSem {
     fn sem_ptr(&self) -> NonNull<libc::sem_t> {
         self.sem
