@@ -44,6 +44,20 @@
 //! [`keep`](SemSet::keep) is called; handles from `open` and [`SemSet::from_id`] never
 //! do. Removal wakes every process blocked on the set with [`ErrorKind::Removed`].
 //!
+//! # Removed sets and reused ids
+//!
+//! After a set is removed, every call through a handle on it fails with
+//! [`ErrorKind::Removed`], until the kernel gives its id to a new set: an id is reused
+//! once the sequence number in it wraps (after tens of thousands of sets in the same
+//! slot), or at once if a privileged process writes `/proc/sys/kernel/sem_next_id`. The
+//! id is the only name the kernel gives a set, so from then on the old handle reaches the
+//! new set, as any C program holding the id would (an owner handle dropped then removes
+//! the new set). [`SemSet::get_all`] and
+//! [`SemSet::set_all`] notice when the new set's size differs from the handle's and fail
+//! with [`ErrorKind::Removed`]; they copy values through a buffer that ends at an
+//! inaccessible guard page, so even a set that takes the id during the call makes the
+//! kernel fail it (`EFAULT`), never read or write memory outside the buffer.
+//!
 //! # Limits
 //!
 //! `/proc/sys/kernel/sem` holds four limits: `SEMMSL` (semaphores per set), `SEMMNS`
@@ -262,14 +276,15 @@ impl SemSetOptions {
     }
 
     /// The value every semaphore of a created set starts with (0 if not given). At most
-    /// [`SEMVMX`].
+    /// [`SEMVMX`], checked before the set is created.
     pub fn initial(mut self, value: u16) -> SemSetOptions {
         self.initial = Initial::All(value);
         self
     }
 
     /// One starting value per semaphore of a created set; sets the count too, unless
-    /// [`count`](SemSetOptions::count) gives it (then the two must agree).
+    /// [`count`](SemSetOptions::count) gives it (then the two must agree). Each at most
+    /// [`SEMVMX`], checked before the set is created.
     pub fn initial_values(mut self, values: &[u16]) -> SemSetOptions {
         self.initial = Initial::Each(values.to_vec());
         self
@@ -289,11 +304,12 @@ impl SemSetOptions {
     /// # Errors
     /// - [`ErrorKind::AlreadyExists`] if a set has the key (the hint says how to recover
     ///   from a crashed run that left it behind);
-    /// - [`ErrorKind::InvalidInput`] for a count of 0 or initial values that do not match
-    ///   the count;
-    /// - [`ErrorKind::LimitReached`] for a count above `SEMMSL`, an initial value above
-    ///   [`SEMVMX`] (`ERANGE`), or when the system has no sets or semaphores left
-    ///   (`ENOSPC`: `SEMMNI`, `SEMMNS`); each hint names the limit and its value.
+    /// - [`ErrorKind::InvalidInput`] for a count of 0, initial values that do not match
+    ///   the count, or an initial value above [`SEMVMX`] (all checked before any system
+    ///   call, so no set is created);
+    /// - [`ErrorKind::LimitReached`] for a count above `SEMMSL`, or when the system has
+    ///   no sets or semaphores left (`ENOSPC`: `SEMMNI`, `SEMMNS`); each hint names the
+    ///   limit and its value.
     #[doc(alias = "semget")]
     pub fn create(&self, key: Key) -> Result<SemSet> {
         let values = self.values(key)?;
@@ -386,10 +402,21 @@ impl SemSetOptions {
                 "{count} semaphores cannot all be addressed: an index is 16 bits"
             ));
         }
-        Ok(match &self.initial {
+        let values = match &self.initial {
             Initial::All(v) => vec![*v; count],
             Initial::Each(v) => v.clone(),
-        })
+        };
+        if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| **v > SEMVMX) {
+            let which = match self.initial {
+                Initial::All(_) => String::new(),
+                Initial::Each(_) => format!(" of semaphore {index}"),
+            };
+            return invalid(format!(
+                "the initial value {value}{which} exceeds SEMVMX ({SEMVMX}), the largest value \
+                 a System V semaphore can hold"
+            ));
+        }
+        Ok(values)
     }
 
     fn make(&self, key: Key, values: &[u16]) -> Result<SemSet> {
@@ -810,20 +837,38 @@ impl SemSet {
     #[doc(alias = "SETVAL")]
     pub fn set(&self, index: u16, value: u16) -> Result<()> {
         self.check_index("semctl SETVAL", index)?;
-        sys::set_val(self.id, index, i32::from(value)).map_err(|e| self.error("semctl SETVAL", e))
+        sys::set_val(self.id, index, i32::from(value)).map_err(|e| {
+            let err = self.error("semctl SETVAL", e);
+            if e == Errno::RANGE {
+                err.with_hint(above_semvmx(index, value))
+            } else {
+                err
+            }
+        })
     }
 
     /// Every value of the set, in index order, read atomically.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Removed`] if the set is gone, including when its id now names another
+    /// set of a different size (see the [module docs](self#removed-sets-and-reused-ids)).
     #[doc(alias = "GETALL")]
     pub fn get_all(&self) -> Result<Vec<u16>> {
-        sys::get_all(self.id).map_err(|e| self.error("semctl GETALL", e))
+        let values =
+            sys::get_all(self.id, self.nsems).map_err(|e| self.error("semctl GETALL", e))?;
+        // A larger set at this id made GETALL fail (EFAULT); a smaller one filled only the
+        // first values, which only its size gives away.
+        self.check_same_set("semctl GETALL")?;
+        Ok(values)
     }
 
     /// Sets every value of the set at once, in index order.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] unless there is one value per semaphore;
-    /// [`ErrorKind::LimitReached`] (`ERANGE`) for a value above [`SEMVMX`].
+    /// [`ErrorKind::LimitReached`] (`ERANGE`) for a value above [`SEMVMX`];
+    /// [`ErrorKind::Removed`] if the set is gone, including when its id now names another
+    /// set of a different size (see the [module docs](self#removed-sets-and-reused-ids)).
     #[doc(alias = "SETALL")]
     pub fn set_all(&self, values: &[u16]) -> Result<()> {
         if values.len() != self.nsems {
@@ -835,7 +880,35 @@ impl SemSet {
                     self.nsems
                 )));
         }
-        sys::set_all(self.id, values).map_err(|e| self.error("semctl SETALL", e))
+        // A smaller set at this id would take the first values without complaint; a
+        // larger one that takes the id after this check makes SETALL fail (EFAULT).
+        self.check_same_set("semctl SETALL")?;
+        sys::set_all(self.id, values).map_err(|e| {
+            let err = self.error("semctl SETALL", e);
+            match values.iter().position(|v| *v > SEMVMX) {
+                Some(index) if e == Errno::RANGE => {
+                    err.with_hint(above_semvmx(index, values[index]))
+                }
+                _ => err,
+            }
+        })
+    }
+
+    /// Fails with [`ErrorKind::Removed`] unless the set at this handle's id still has the
+    /// handle's number of semaphores.
+    fn check_same_set(&self, op: &'static str) -> Result<()> {
+        let ds = sys::stat(self.id).map_err(|e| self.error(op, e))?;
+        let nsems = ds.sem_nsems as usize;
+        if nsems == self.nsems {
+            return Ok(());
+        }
+        Err(Error::new(op, ErrorKind::Removed)
+            .with_object(self.describe())
+            .with_hint(format!(
+                "the set of {} semaphores was removed, and the kernel gave its id to another \
+                 set, of {nsems}; this handle's set is gone",
+                self.nsems
+            )))
     }
 
     /// How many processes are waiting for semaphore `index` to increase (`GETNCNT`).
@@ -904,10 +977,24 @@ impl SemSet {
                 .with_kind(ErrorKind::Removed)
                 .with_hint("the set no longer exists: it was removed (IPC_RMID)"),
             Errno::AGAIN => err.with_hint("the operations cannot all proceed now"),
+            // SETVAL and SETALL: set and set_all name the value in their own hint.
+            Errno::RANGE if op.starts_with("semctl") => {
+                err.with_kind(ErrorKind::LimitReached).with_hint(format!(
+                    "a value given exceeds SEMVMX ({SEMVMX}), the largest value a System V \
+                     semaphore can hold"
+                ))
+            }
             Errno::RANGE => err.with_kind(ErrorKind::LimitReached).with_hint(format!(
                 "a semaphore's value would exceed SEMVMX ({SEMVMX}), the kernel's maximum (or a \
                  SEM_UNDO adjustment would exceed SEMAEM, also {SEMVMX}); take units before \
                  adding more"
+            )),
+            // GETALL and SETALL copy through a buffer of this set's size that ends at a
+            // guard page: the set at this id is larger, so it is another set.
+            Errno::FAULT => err.with_kind(ErrorKind::Removed).with_hint(format!(
+                "the set of {} semaphores was removed, and the kernel gave its id to a larger \
+                 set; this handle's set is gone",
+                self.nsems
             )),
             Errno::TOOBIG => {
                 let limit =
@@ -922,6 +1009,14 @@ impl SemSet {
             _ => err,
         }
     }
+}
+
+/// The hint for `ERANGE` from `SETVAL` or `SETALL`: the value given is too large.
+fn above_semvmx(index: impl std::fmt::Display, value: u16) -> String {
+    format!(
+        "the value {value} given for semaphore {index} exceeds SEMVMX ({SEMVMX}), the largest \
+         value a System V semaphore can hold"
+    )
 }
 
 /// The error of a failed `IPC_RMID`.
