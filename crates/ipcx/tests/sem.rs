@@ -322,10 +322,11 @@ fn posix_creation_is_exclusive_with_an_exact_mode() {
     assert!(sem_file(&name).exists());
     drop(sem);
     // With the name free, open_or_create creates and owns.
-    let created = NamedSemaphore::open_or_create(&name).unwrap();
+    let mut created = NamedSemaphore::open_or_create(&name).unwrap();
     assert!(created.is_owner());
-    let kept = created.keep();
-    drop(kept);
+    created.keep();
+    assert!(!created.is_owner());
+    drop(created);
     assert!(sem_file(&name).exists(), "keep leaves the name in place");
     NamedSemaphore::unlink(&name).unwrap();
     let err = NamedSemaphore::unlink(&name).unwrap_err();
@@ -379,11 +380,12 @@ fn posix_open_without_permission_is_refused() {
 fn posix_foreign_semaphore_is_refused() {
     if common::role().is_some() {
         common::drop_root();
-        let sem = SemOptions::new()
+        let mut sem = SemOptions::new()
             .mode(0o666)
             .create(&common::arg("NAME"))
             .unwrap();
-        drop(sem.keep());
+        sem.keep();
+        drop(sem);
         common::say("planted");
         std::process::exit(0);
     }
@@ -665,16 +667,22 @@ fn sysv_removal_wakes_a_blocked_process_with_removed() {
         assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
         assert_eq!(err.errno(), Some(libc::EINVAL));
     }
-    let err = SemSet::from_id(id).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(
-        err.to_string().contains("no semaphore set has this id"),
-        "{err}"
-    );
+    // Like SysvShm::from_id and SysvMq::from_id: an id that names no set is NotFound.
+    for id in [id, -1] {
+        let err = SemSet::from_id(id).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "semctl IPC_STAT \"sem set id {id}\": not found (EINVAL): no set has this id \
+                 (removed, or never created)"
+            )
+        );
+    }
 }
 
 #[test]
-fn sysv_values_above_semvmx_are_limit_reached() {
+fn sysv_values_above_semvmx_are_refused() {
     // LTP semop ERANGE and semctl SETVAL ERANGE.
     let set = new_set(&[SEMVMX, 0]);
     let object = format!("\"sem set id {} ({})\"", set.id(), set.key());
@@ -917,7 +925,7 @@ fn sysv_foreign_sets_are_refused_and_cannot_be_removed_by_strangers() {
     if common::role() == Some("planter".into()) {
         common::drop_root();
         let key = Key::new(common::arg("KEY").parse().unwrap());
-        drop(SemSetOptions::new().mode(0o666).create(key).unwrap().keep());
+        SemSetOptions::new().mode(0o666).create(key).unwrap().keep();
         common::say("planted");
         std::process::exit(0);
     }
@@ -1101,7 +1109,8 @@ fn sysv_stat_and_from_id() {
         set.stat().is_ok(),
         "a handle from from_id never removes the set"
     );
-    let kept = set.keep();
+    let mut kept = set;
+    kept.keep();
     assert!(!kept.is_owner());
     let id = kept.id();
     drop(kept);

@@ -479,11 +479,10 @@ impl NamedSemaphore {
         self.owner.is_some()
     }
 
-    /// Leaves the name in place when this handle is dropped, and returns the handle.
-    #[must_use = "dropping the returned handle closes the semaphore"]
-    pub fn keep(mut self) -> NamedSemaphore {
+    /// Leaves the name in place when this handle is dropped;
+    /// [`is_owner`](NamedSemaphore::is_owner) is `false` from then on.
+    pub fn keep(&mut self) {
         self.owner = None;
-        self
     }
 
     /// Takes one unit, waiting for ever while the value is 0. A signal does not end the

@@ -30,7 +30,7 @@
 //!    then applies a `semop` that changes nothing (+1 and −1 on semaphore 0, atomically),
 //!    which sets `sem_otime`;
 //! 2. an opener waits until `sem_otime` is not 0, polling `IPC_STAT` with a short
-//!    backoff, for [`INIT_TIMEOUT`] with [`SemSet::open`] or for the time given to
+//!    backoff, for [`DEFAULT_INIT_WAIT`] with [`SemSet::open`] or for the time given to
 //!    [`SemSet::open_timeout`]; if the creator never finishes, the opener fails with
 //!    [`ErrorKind::TimedOut`] and a hint that says the set is **not initialised** and how
 //!    to remove it.
@@ -83,8 +83,10 @@ use crate::wait::{Backoff, Deadline};
 /// `SEMVMX`: the largest value a System V semaphore can hold (a kernel constant).
 pub const SEMVMX: u16 = 32767;
 
-/// How long [`SemSet::open`] waits for the creator to finish initialising the set.
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`SemSet::open`] (and [`SemSetOptions::open`] and
+/// [`open_or_create`](SemSetOptions::open_or_create)) wait for the creator to finish
+/// initialising the set.
+pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
 
 /// How often `open_or_create` retries when the set vanishes between its create and open
 /// attempts (another process removed it meanwhile).
@@ -316,7 +318,7 @@ impl SemSetOptions {
         self.make(key, &values)
     }
 
-    /// Opens the existing set with `key`, waiting at most [`INIT_TIMEOUT`] for its
+    /// Opens the existing set with `key`, waiting at most [`DEFAULT_INIT_WAIT`] for its
     /// creator to finish initialising it. Never removes it.
     ///
     /// # Errors
@@ -326,7 +328,7 @@ impl SemSetOptions {
     /// given [`count`](SemSetOptions::count) or the key is [`Key::PRIVATE`].
     #[doc(alias = "semget")]
     pub fn open(&self, key: Key) -> Result<SemSet> {
-        self.open_timeout(key, INIT_TIMEOUT)
+        self.open_timeout(key, DEFAULT_INIT_WAIT)
     }
 
     /// Opens the existing set with `key`, waiting at most `timeout` for its creator to
@@ -356,7 +358,7 @@ impl SemSetOptions {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 other => return other,
             }
-            match self.open_existing(key, INIT_TIMEOUT, true) {
+            match self.open_existing(key, DEFAULT_INIT_WAIT, true) {
                 // Removed between the two attempts: create it again.
                 Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
                 other => return other,
@@ -644,19 +646,24 @@ impl SemSet {
     /// process. The handle never removes it, and does not wait for initialisation.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] (`EINVAL`) if no set has the id,
+    /// [`ErrorKind::NotFound`] if no set has the id (it was removed, or never created),
     /// [`ErrorKind::PermissionDenied`] if this user may not read it.
+    #[doc(alias = "semctl")]
     pub fn from_id(id: i32) -> Result<SemSet> {
-        let ds = sys::stat(id).map_err(|e| {
-            let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error())
-                .with_object(format!("{FAMILY} id {id}"));
-            match e {
-                Errno::INVAL | Errno::IDRM => {
-                    err.with_hint("no semaphore set has this id: it was removed or never existed")
-                }
-                _ => err,
+        let ds = match sys::stat(id) {
+            Ok(ds) => ds,
+            Err(e) => {
+                let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error())
+                    .with_object(describe(FAMILY, id, Key::PRIVATE));
+                return Err(match e {
+                    Errno::INVAL | Errno::IDRM => err
+                        .with_kind(ErrorKind::NotFound)
+                        .with_hint("no set has this id (removed, or never created)"),
+                    Errno::ACCESS => err.with_hint(owner_hint(Key::PRIVATE, Some(id))),
+                    _ => err,
+                });
             }
-        })?;
+        };
         Ok(SemSet {
             id,
             key: Key::new(ds.sem_perm.__key),
@@ -704,13 +711,12 @@ impl SemSet {
         self.owner.as_ref().is_some_and(|o| !o.is_kept())
     }
 
-    /// Leaves the set in place when this handle is dropped, and returns the handle.
-    #[must_use = "the returned handle is the set; dropping it is harmless but loses it"]
-    pub fn keep(mut self) -> SemSet {
+    /// Leaves the set in place when this handle is dropped; [`is_owner`](SemSet::is_owner)
+    /// is `false` from then on.
+    pub fn keep(&mut self) {
         if let Some(owner) = self.owner.as_mut() {
             owner.keep();
         }
-        self
     }
 
     /// Removes the set now, whoever created it, waking every process blocked on it with
