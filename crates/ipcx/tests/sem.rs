@@ -322,10 +322,11 @@ fn posix_creation_is_exclusive_with_an_exact_mode() {
     assert!(sem_file(&name).exists());
     drop(sem);
     // With the name free, open_or_create creates and owns.
-    let created = NamedSemaphore::open_or_create(&name).unwrap();
+    let mut created = NamedSemaphore::open_or_create(&name).unwrap();
     assert!(created.is_owner());
-    let kept = created.keep();
-    drop(kept);
+    created.keep();
+    assert!(!created.is_owner());
+    drop(created);
     assert!(sem_file(&name).exists(), "keep leaves the name in place");
     NamedSemaphore::unlink(&name).unwrap();
     let err = NamedSemaphore::unlink(&name).unwrap_err();
@@ -379,11 +380,12 @@ fn posix_open_without_permission_is_refused() {
 fn posix_foreign_semaphore_is_refused() {
     if common::role().is_some() {
         common::drop_root();
-        let sem = SemOptions::new()
+        let mut sem = SemOptions::new()
             .mode(0o666)
             .create(&common::arg("NAME"))
             .unwrap();
-        drop(sem.keep());
+        sem.keep();
+        drop(sem);
         common::say("planted");
         std::process::exit(0);
     }
@@ -665,16 +667,22 @@ fn sysv_removal_wakes_a_blocked_process_with_removed() {
         assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
         assert_eq!(err.errno(), Some(libc::EINVAL));
     }
-    let err = SemSet::from_id(id).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(
-        err.to_string().contains("no semaphore set has this id"),
-        "{err}"
-    );
+    // Like SysvShm::from_id and SysvMq::from_id: an id that names no set is NotFound.
+    for id in [id, -1] {
+        let err = SemSet::from_id(id).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "semctl IPC_STAT \"sem set id {id}\": not found (EINVAL): no set has this id \
+                 (removed, or never created)"
+            )
+        );
+    }
 }
 
 #[test]
-fn sysv_values_above_semvmx_are_limit_reached() {
+fn sysv_values_above_semvmx_are_refused() {
     // LTP semop ERANGE and semctl SETVAL ERANGE.
     let set = new_set(&[SEMVMX, 0]);
     let object = format!("\"sem set id {} ({})\"", set.id(), set.key());
@@ -687,21 +695,54 @@ fn sysv_values_above_semvmx_are_limit_reached() {
     );
     assert!(err.to_string().contains("SEMVMX (32767)"), "{err}");
     assert_eq!(set.get(0).unwrap(), SEMVMX, "nothing was applied");
+    // Setting a value: the hint speaks of the value given, not of an addition.
     let err = set.set(1, SEMVMX + 1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitReached);
-    assert!(err.to_string().starts_with("semctl SETVAL"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "semctl SETVAL {object}: limit reached (ERANGE): the value 32768 given for \
+             semaphore 1 exceeds SEMVMX (32767), the largest value a System V semaphore can hold"
+        )
+    );
     let err = set.set_all(&[0, u16::MAX]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitReached);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "semctl SETALL {object}: limit reached (ERANGE): the value 65535 given for \
+             semaphore 1 exceeds SEMVMX (32767), the largest value a System V semaphore can hold"
+        )
+    );
+    assert_eq!(set.get_all().unwrap(), [SEMVMX, 0], "nothing was applied");
 
-    // An initial value out of range fails the creation, and leaves no set behind.
+    // An initial value out of range is refused before semget: no set is made, not even
+    // for a moment.
     let key = common::unique_key("sysv-sem");
-    let err = SemSetOptions::new()
-        .initial(SEMVMX + 1)
-        .create(key)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::LimitReached);
-    assert!(err.to_string().starts_with("semctl SETALL"), "{err}");
+    for (options, which) in [
+        (SemSetOptions::new().count(2).initial(SEMVMX + 1), ""),
+        (
+            SemSetOptions::new().initial_values(&[0, SEMVMX + 1]),
+            " of semaphore 1",
+        ),
+    ] {
+        for err in [
+            options.create(key).unwrap_err(),
+            options.open_or_create(key).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            assert_eq!(err.errno(), None, "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "semget \"{key}\": invalid argument: the initial value 32768{which} exceeds \
+                     SEMVMX (32767), the largest value a System V semaphore can hold"
+                )
+            );
+        }
+    }
     assert_eq!(SemSet::open(key).unwrap_err().kind(), ErrorKind::NotFound);
+    SemSetOptions::new().initial(SEMVMX).create(key).unwrap();
 }
 
 #[test]
@@ -884,7 +925,7 @@ fn sysv_foreign_sets_are_refused_and_cannot_be_removed_by_strangers() {
     if common::role() == Some("planter".into()) {
         common::drop_root();
         let key = Key::new(common::arg("KEY").parse().unwrap());
-        drop(SemSetOptions::new().mode(0o666).create(key).unwrap().keep());
+        SemSetOptions::new().mode(0o666).create(key).unwrap().keep();
         common::say("planted");
         std::process::exit(0);
     }
@@ -1068,7 +1109,8 @@ fn sysv_stat_and_from_id() {
         set.stat().is_ok(),
         "a handle from from_id never removes the set"
     );
-    let kept = set.keep();
+    let mut kept = set;
+    kept.keep();
     assert!(!kept.is_owner());
     let id = kept.id();
     drop(kept);
@@ -1105,6 +1147,66 @@ fn sysv_enospc_names_the_limit() {
          reached (/proc/sys/kernel/sem, now 250 32000 32 1); remove stale objects (`ipcs`, \
          `ipcx gc`) or raise the limit"
     );
+}
+
+#[test]
+fn sysv_reused_id_is_detected_never_overrun() {
+    // A handle whose set was removed and whose id the kernel then gave to another set.
+    // GETALL into the handle's buffer must not overrun it when the new set is larger (the
+    // buffer ends at a guard page: EFAULT), and both GETALL and SETALL must report the
+    // old set gone. /proc/sys/kernel/sem_next_id forces the reuse at once; it can only be
+    // written in a private IPC namespace (whose sets vanish with it, so none is recorded
+    // in the ledger).
+    if common::role().is_some() {
+        let old = SemSetOptions::new()
+            .initial_values(&[1, 2])
+            .create(Key::PRIVATE)
+            .unwrap();
+        let id = old.id();
+        let stale = SemSet::from_id(id).unwrap();
+        old.remove().unwrap();
+        common::say(id);
+        for values in [vec![7; 300], vec![9]] {
+            common::set_sysctl("/proc/sys/kernel/sem_next_id", &id.to_string());
+            let new = SemSetOptions::new()
+                .initial_values(&values)
+                .create(Key::PRIVATE)
+                .unwrap();
+            assert_eq!(new.id(), id, "sem_next_id gave the old id to the new set");
+            for err in [
+                stale.get_all().unwrap_err(),
+                stale.set_all(&[3, 4]).unwrap_err(),
+            ] {
+                assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
+                common::say(err);
+            }
+            assert_eq!(new.get_all().unwrap(), values, "the new set is untouched");
+        }
+        return;
+    }
+    let Some(cmd) = common::in_private_ipc_namespace(common::child(
+        "sysv_reused_id_is_detected_never_overrun",
+        "ns",
+        &[],
+    )) else {
+        return;
+    };
+    let out = common::run_ok(cmd);
+    let (id, out) = out.split_once('\n').unwrap();
+    let gone = |op: &str, errno: &str, to: &str| {
+        format!(
+            "semctl {op} \"sem set id {id}\": removed while in use{errno}: the set of 2 semaphores \
+             was removed, and the kernel gave its id to {to}; this handle's set is gone"
+        )
+    };
+    let expected = [
+        // GETALL into the handle's buffer of 2 ran into the guard page.
+        gone("GETALL", " (EFAULT)", "a larger set"),
+        gone("SETALL", "", "another set, of 300"),
+        gone("GETALL", "", "another set, of 1"),
+        gone("SETALL", "", "another set, of 1"),
+    ];
+    assert_eq!(out, expected.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------

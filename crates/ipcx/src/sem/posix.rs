@@ -31,8 +31,11 @@
 //!   [`keep`](NamedSemaphore::keep) is called), and only if the name still refers to the
 //!   semaphore it created: it records the device and inode of the file right after
 //!   creation (checking them against its own mapping of the semaphore) and compares them
-//!   again before unlinking. The mapping keeps the inode alive, so its number cannot be
-//!   given to a newer file meanwhile. Openers never unlink.
+//!   again, with a `stat` of the name, before unlinking. The mapping keeps the inode
+//!   alive, so its number cannot be given to a newer file meanwhile. A semaphore that
+//!   another process unlinked and replaced before that `stat` is left alone; one
+//!   replaced in the instant between the `stat` and the `sem_unlink` would still be
+//!   removed, because the kernel has no unlink-by-descriptor. Openers never unlink.
 //! - **No foreign objects.** [`SemOptions::open_or_create`] refuses a semaphore that
 //!   another user created, as every ipcx `open_or_create` does.
 //! - **Timeouts on the monotonic clock.** See [`NamedSemaphore::wait_timeout`].
@@ -40,6 +43,20 @@
 //! A POSIX semaphore has no undo: if a process dies after [`wait`](NamedSemaphore::wait)
 //! and before [`post`](NamedSemaphore::post), the unit it took is lost. When that matters,
 //! use a System V set with `SEM_UNDO` ([`crate::sem::sysv`]).
+//!
+//! # Trust
+//!
+//! A POSIX semaphore, named or [unnamed](crate::sem::unnamed), is a `sem_t` in memory
+//! that every process using it maps and writes: the C library keeps its whole state
+//! there, and nothing checks it. A process that can write that memory (for a named
+//! semaphore, any process allowed to open `/dev/shm/sem.NAME` for writing) can set the
+//! count at will, and with glibc it can crash every process that waits on or posts the
+//! semaphore: glibc takes the flags of its `futex` calls from a word of the `sem_t`, and
+//! when a bad value there makes `futex` fail in a way glibc deems impossible, it aborts
+//! the process ("The futex facility returned an unexpected error code"). Memory safety
+//! holds (the abort is a crash, not undefined behaviour), but POSIX semaphores are for
+//! cooperating processes. With peers you do not trust, use a System V set
+//! ([`crate::sem::sysv`]), whose state the kernel holds and checks.
 //!
 //! # Names
 //!
@@ -462,11 +479,10 @@ impl NamedSemaphore {
         self.owner.is_some()
     }
 
-    /// Leaves the name in place when this handle is dropped, and returns the handle.
-    #[must_use = "dropping the returned handle closes the semaphore"]
-    pub fn keep(mut self) -> NamedSemaphore {
+    /// Leaves the name in place when this handle is dropped;
+    /// [`is_owner`](NamedSemaphore::is_owner) is `false` from then on.
+    pub fn keep(&mut self) {
         self.owner = None;
-        self
     }
 
     /// Takes one unit, waiting for ever while the value is 0. A signal does not end the
@@ -539,8 +555,9 @@ impl Drop for NamedSemaphore {
         };
         // Unlink only the file this handle created. The semaphore is still mapped here
         // (`self.sem` is closed after this), which keeps its inode number from being
-        // given to another file. A failure cannot be reported from drop; the name is then
-        // left for `ipcx gc`.
+        // given to another file. A replacement made between the stat and the unlink
+        // would still be removed: there is no unlink-by-descriptor (see the module docs).
+        // A failure cannot be reported from drop; the name is then left for `ipcx gc`.
         let path = file_path(&self.name);
         if let Ok(st) = statat(CWD, path.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             if st.st_dev == id.dev && st.st_ino == id.ino {

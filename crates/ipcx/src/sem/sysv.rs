@@ -30,7 +30,7 @@
 //!    then applies a `semop` that changes nothing (+1 and −1 on semaphore 0, atomically),
 //!    which sets `sem_otime`;
 //! 2. an opener waits until `sem_otime` is not 0, polling `IPC_STAT` with a short
-//!    backoff, for [`INIT_TIMEOUT`] with [`SemSet::open`] or for the time given to
+//!    backoff, for [`DEFAULT_INIT_WAIT`] with [`SemSet::open`] or for the time given to
 //!    [`SemSet::open_timeout`]; if the creator never finishes, the opener fails with
 //!    [`ErrorKind::TimedOut`] and a hint that says the set is **not initialised** and how
 //!    to remove it.
@@ -43,6 +43,20 @@
 //! The creator's handle removes the set (`IPC_RMID`) when dropped, unless
 //! [`keep`](SemSet::keep) is called; handles from `open` and [`SemSet::from_id`] never
 //! do. Removal wakes every process blocked on the set with [`ErrorKind::Removed`].
+//!
+//! # Removed sets and reused ids
+//!
+//! After a set is removed, every call through a handle on it fails with
+//! [`ErrorKind::Removed`], until the kernel gives its id to a new set: an id is reused
+//! once the sequence number in it wraps (after tens of thousands of sets in the same
+//! slot), or at once if a privileged process writes `/proc/sys/kernel/sem_next_id`. The
+//! id is the only name the kernel gives a set, so from then on the old handle reaches the
+//! new set, as any C program holding the id would (an owner handle dropped then removes
+//! the new set). [`SemSet::get_all`] and
+//! [`SemSet::set_all`] notice when the new set's size differs from the handle's and fail
+//! with [`ErrorKind::Removed`]; they copy values through a buffer that ends at an
+//! inaccessible guard page, so even a set that takes the id during the call makes the
+//! kernel fail it (`EFAULT`), never read or write memory outside the buffer.
 //!
 //! # Limits
 //!
@@ -69,8 +83,10 @@ use crate::wait::{Backoff, Deadline};
 /// `SEMVMX`: the largest value a System V semaphore can hold (a kernel constant).
 pub const SEMVMX: u16 = 32767;
 
-/// How long [`SemSet::open`] waits for the creator to finish initialising the set.
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long [`SemSet::open`] (and [`SemSetOptions::open`] and
+/// [`open_or_create`](SemSetOptions::open_or_create)) wait for the creator to finish
+/// initialising the set.
+pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
 
 /// How often `open_or_create` retries when the set vanishes between its create and open
 /// attempts (another process removed it meanwhile).
@@ -262,14 +278,15 @@ impl SemSetOptions {
     }
 
     /// The value every semaphore of a created set starts with (0 if not given). At most
-    /// [`SEMVMX`].
+    /// [`SEMVMX`], checked before the set is created.
     pub fn initial(mut self, value: u16) -> SemSetOptions {
         self.initial = Initial::All(value);
         self
     }
 
     /// One starting value per semaphore of a created set; sets the count too, unless
-    /// [`count`](SemSetOptions::count) gives it (then the two must agree).
+    /// [`count`](SemSetOptions::count) gives it (then the two must agree). Each at most
+    /// [`SEMVMX`], checked before the set is created.
     pub fn initial_values(mut self, values: &[u16]) -> SemSetOptions {
         self.initial = Initial::Each(values.to_vec());
         self
@@ -289,18 +306,19 @@ impl SemSetOptions {
     /// # Errors
     /// - [`ErrorKind::AlreadyExists`] if a set has the key (the hint says how to recover
     ///   from a crashed run that left it behind);
-    /// - [`ErrorKind::InvalidInput`] for a count of 0 or initial values that do not match
-    ///   the count;
-    /// - [`ErrorKind::LimitReached`] for a count above `SEMMSL`, an initial value above
-    ///   [`SEMVMX`] (`ERANGE`), or when the system has no sets or semaphores left
-    ///   (`ENOSPC`: `SEMMNI`, `SEMMNS`); each hint names the limit and its value.
+    /// - [`ErrorKind::InvalidInput`] for a count of 0, initial values that do not match
+    ///   the count, or an initial value above [`SEMVMX`] (all checked before any system
+    ///   call, so no set is created);
+    /// - [`ErrorKind::LimitReached`] for a count above `SEMMSL`, or when the system has
+    ///   no sets or semaphores left (`ENOSPC`: `SEMMNI`, `SEMMNS`); each hint names the
+    ///   limit and its value.
     #[doc(alias = "semget")]
     pub fn create(&self, key: Key) -> Result<SemSet> {
         let values = self.values(key)?;
         self.make(key, &values)
     }
 
-    /// Opens the existing set with `key`, waiting at most [`INIT_TIMEOUT`] for its
+    /// Opens the existing set with `key`, waiting at most [`DEFAULT_INIT_WAIT`] for its
     /// creator to finish initialising it. Never removes it.
     ///
     /// # Errors
@@ -310,7 +328,7 @@ impl SemSetOptions {
     /// given [`count`](SemSetOptions::count) or the key is [`Key::PRIVATE`].
     #[doc(alias = "semget")]
     pub fn open(&self, key: Key) -> Result<SemSet> {
-        self.open_timeout(key, INIT_TIMEOUT)
+        self.open_timeout(key, DEFAULT_INIT_WAIT)
     }
 
     /// Opens the existing set with `key`, waiting at most `timeout` for its creator to
@@ -340,7 +358,7 @@ impl SemSetOptions {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 other => return other,
             }
-            match self.open_existing(key, INIT_TIMEOUT, true) {
+            match self.open_existing(key, DEFAULT_INIT_WAIT, true) {
                 // Removed between the two attempts: create it again.
                 Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
                 other => return other,
@@ -386,10 +404,21 @@ impl SemSetOptions {
                 "{count} semaphores cannot all be addressed: an index is 16 bits"
             ));
         }
-        Ok(match &self.initial {
+        let values = match &self.initial {
             Initial::All(v) => vec![*v; count],
             Initial::Each(v) => v.clone(),
-        })
+        };
+        if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| **v > SEMVMX) {
+            let which = match self.initial {
+                Initial::All(_) => String::new(),
+                Initial::Each(_) => format!(" of semaphore {index}"),
+            };
+            return invalid(format!(
+                "the initial value {value}{which} exceeds SEMVMX ({SEMVMX}), the largest value \
+                 a System V semaphore can hold"
+            ));
+        }
+        Ok(values)
     }
 
     fn make(&self, key: Key, values: &[u16]) -> Result<SemSet> {
@@ -617,19 +646,24 @@ impl SemSet {
     /// process. The handle never removes it, and does not wait for initialisation.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] (`EINVAL`) if no set has the id,
+    /// [`ErrorKind::NotFound`] if no set has the id (it was removed, or never created),
     /// [`ErrorKind::PermissionDenied`] if this user may not read it.
+    #[doc(alias = "semctl")]
     pub fn from_id(id: i32) -> Result<SemSet> {
-        let ds = sys::stat(id).map_err(|e| {
-            let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error())
-                .with_object(format!("{FAMILY} id {id}"));
-            match e {
-                Errno::INVAL | Errno::IDRM => {
-                    err.with_hint("no semaphore set has this id: it was removed or never existed")
-                }
-                _ => err,
+        let ds = match sys::stat(id) {
+            Ok(ds) => ds,
+            Err(e) => {
+                let err = Error::from_errno("semctl IPC_STAT", e.raw_os_error())
+                    .with_object(describe(FAMILY, id, Key::PRIVATE));
+                return Err(match e {
+                    Errno::INVAL | Errno::IDRM => err
+                        .with_kind(ErrorKind::NotFound)
+                        .with_hint("no set has this id (removed, or never created)"),
+                    Errno::ACCESS => err.with_hint(owner_hint(Key::PRIVATE, Some(id))),
+                    _ => err,
+                });
             }
-        })?;
+        };
         Ok(SemSet {
             id,
             key: Key::new(ds.sem_perm.__key),
@@ -677,13 +711,12 @@ impl SemSet {
         self.owner.as_ref().is_some_and(|o| !o.is_kept())
     }
 
-    /// Leaves the set in place when this handle is dropped, and returns the handle.
-    #[must_use = "the returned handle is the set; dropping it is harmless but loses it"]
-    pub fn keep(mut self) -> SemSet {
+    /// Leaves the set in place when this handle is dropped; [`is_owner`](SemSet::is_owner)
+    /// is `false` from then on.
+    pub fn keep(&mut self) {
         if let Some(owner) = self.owner.as_mut() {
             owner.keep();
         }
-        self
     }
 
     /// Removes the set now, whoever created it, waking every process blocked on it with
@@ -810,20 +843,38 @@ impl SemSet {
     #[doc(alias = "SETVAL")]
     pub fn set(&self, index: u16, value: u16) -> Result<()> {
         self.check_index("semctl SETVAL", index)?;
-        sys::set_val(self.id, index, i32::from(value)).map_err(|e| self.error("semctl SETVAL", e))
+        sys::set_val(self.id, index, i32::from(value)).map_err(|e| {
+            let err = self.error("semctl SETVAL", e);
+            if e == Errno::RANGE {
+                err.with_hint(above_semvmx(index, value))
+            } else {
+                err
+            }
+        })
     }
 
     /// Every value of the set, in index order, read atomically.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Removed`] if the set is gone, including when its id now names another
+    /// set of a different size (see the [module docs](self#removed-sets-and-reused-ids)).
     #[doc(alias = "GETALL")]
     pub fn get_all(&self) -> Result<Vec<u16>> {
-        sys::get_all(self.id).map_err(|e| self.error("semctl GETALL", e))
+        let values =
+            sys::get_all(self.id, self.nsems).map_err(|e| self.error("semctl GETALL", e))?;
+        // A larger set at this id made GETALL fail (EFAULT); a smaller one filled only the
+        // first values, which only its size gives away.
+        self.check_same_set("semctl GETALL")?;
+        Ok(values)
     }
 
     /// Sets every value of the set at once, in index order.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] unless there is one value per semaphore;
-    /// [`ErrorKind::LimitReached`] (`ERANGE`) for a value above [`SEMVMX`].
+    /// [`ErrorKind::LimitReached`] (`ERANGE`) for a value above [`SEMVMX`];
+    /// [`ErrorKind::Removed`] if the set is gone, including when its id now names another
+    /// set of a different size (see the [module docs](self#removed-sets-and-reused-ids)).
     #[doc(alias = "SETALL")]
     pub fn set_all(&self, values: &[u16]) -> Result<()> {
         if values.len() != self.nsems {
@@ -835,7 +886,35 @@ impl SemSet {
                     self.nsems
                 )));
         }
-        sys::set_all(self.id, values).map_err(|e| self.error("semctl SETALL", e))
+        // A smaller set at this id would take the first values without complaint; a
+        // larger one that takes the id after this check makes SETALL fail (EFAULT).
+        self.check_same_set("semctl SETALL")?;
+        sys::set_all(self.id, values).map_err(|e| {
+            let err = self.error("semctl SETALL", e);
+            match values.iter().position(|v| *v > SEMVMX) {
+                Some(index) if e == Errno::RANGE => {
+                    err.with_hint(above_semvmx(index, values[index]))
+                }
+                _ => err,
+            }
+        })
+    }
+
+    /// Fails with [`ErrorKind::Removed`] unless the set at this handle's id still has the
+    /// handle's number of semaphores.
+    fn check_same_set(&self, op: &'static str) -> Result<()> {
+        let ds = sys::stat(self.id).map_err(|e| self.error(op, e))?;
+        let nsems = ds.sem_nsems as usize;
+        if nsems == self.nsems {
+            return Ok(());
+        }
+        Err(Error::new(op, ErrorKind::Removed)
+            .with_object(self.describe())
+            .with_hint(format!(
+                "the set of {} semaphores was removed, and the kernel gave its id to another \
+                 set, of {nsems}; this handle's set is gone",
+                self.nsems
+            )))
     }
 
     /// How many processes are waiting for semaphore `index` to increase (`GETNCNT`).
@@ -904,10 +983,24 @@ impl SemSet {
                 .with_kind(ErrorKind::Removed)
                 .with_hint("the set no longer exists: it was removed (IPC_RMID)"),
             Errno::AGAIN => err.with_hint("the operations cannot all proceed now"),
+            // SETVAL and SETALL: set and set_all name the value in their own hint.
+            Errno::RANGE if op.starts_with("semctl") => {
+                err.with_kind(ErrorKind::LimitReached).with_hint(format!(
+                    "a value given exceeds SEMVMX ({SEMVMX}), the largest value a System V \
+                     semaphore can hold"
+                ))
+            }
             Errno::RANGE => err.with_kind(ErrorKind::LimitReached).with_hint(format!(
                 "a semaphore's value would exceed SEMVMX ({SEMVMX}), the kernel's maximum (or a \
                  SEM_UNDO adjustment would exceed SEMAEM, also {SEMVMX}); take units before \
                  adding more"
+            )),
+            // GETALL and SETALL copy through a buffer of this set's size that ends at a
+            // guard page: the set at this id is larger, so it is another set.
+            Errno::FAULT => err.with_kind(ErrorKind::Removed).with_hint(format!(
+                "the set of {} semaphores was removed, and the kernel gave its id to a larger \
+                 set; this handle's set is gone",
+                self.nsems
             )),
             Errno::TOOBIG => {
                 let limit =
@@ -922,6 +1015,14 @@ impl SemSet {
             _ => err,
         }
     }
+}
+
+/// The hint for `ERANGE` from `SETVAL` or `SETALL`: the value given is too large.
+fn above_semvmx(index: impl std::fmt::Display, value: u16) -> String {
+    format!(
+        "the value {value} given for semaphore {index} exceeds SEMVMX ({SEMVMX}), the largest \
+         value a System V semaphore can hold"
+    )
 }
 
 /// The error of a failed `IPC_RMID`.

@@ -43,9 +43,20 @@ fn check(rc: c_int) -> rustix::io::Result<c_int> {
 /// `sem_t`, that stay mapped for as long as the `&self` borrow lasts, and that were
 /// initialised as a semaphore (by `sem_open` or `sem_init`). The semaphore may be shared
 /// with other threads and processes: every `sem_*` call used here is thread-safe and
-/// process-safe by POSIX. A process sharing the memory can overwrite those bytes at any
-/// time; glibc and musl only ever treat them as atomic integers and a futex word, so
-/// garbage there makes counts wrong, never memory unsafe.
+/// process-safe by POSIX.
+///
+/// A process sharing the memory can overwrite those bytes at any time. The C library
+/// only ever reads and writes them as integers inside the `sem_t` (a count, a waiter
+/// count, a futex word, flags) and never follows them as pointers or sizes, so garbage
+/// there cannot make a call touch memory outside the `sem_t`: memory safety holds.
+/// It is not harmless, though. Besides wrong counts, glibc takes the futex flags of
+/// every wait and wake from the `sem_t`'s `private` word; a value there that it does not
+/// expect makes `futex` fail with an error glibc treats as impossible, and glibc then
+/// calls `futex_fatal_error()`, which prints "The futex facility returned an unexpected
+/// error code" and aborts the process. So any process that can write the semaphore's
+/// memory (or open its file, `/dev/shm/sem.NAME`) can crash every process that uses it.
+/// An abort is a crash, not undefined behaviour; see the module docs of
+/// `crate::sem::posix` for what that means for untrusted peers.
 pub(crate) unsafe trait LiveSem {
     /// The semaphore.
     fn sem_ptr(&self) -> NonNull<libc::sem_t>;
@@ -192,8 +203,10 @@ impl<'a> ShmSem<'a> {
 
 // SAFETY:
 // - the memory is valid and aligned for `'a` (the constructor's contract); ipcx calls the
-//   operations only after it saw the semaphore published as initialised, and what a peer
-//   may write there afterwards cannot cause memory unsafety (see `LiveSem`).
+//   operations only after it saw the semaphore published as initialised;
+// - a peer that writes garbage there afterwards cannot make a `sem_*` call touch memory
+//   outside the `sem_t`; it can make glibc abort the process (see `LiveSem`), which is a
+//   crash, not undefined behaviour.
 unsafe impl LiveSem for ShmSem<'_> {
     fn sem_ptr(&self) -> NonNull<libc::sem_t> {
         self.sem
@@ -216,7 +229,10 @@ unsafe impl Sync for NamedSem {}
 
 // SAFETY:
 // - `sem` came from a successful `sem_open` and is closed only in `drop`, which cannot run
-//   while a borrow of `self` exists, so the semaphore is live for every borrow.
+//   while a borrow of `self` exists, so the semaphore is live for every borrow;
+// - another process that can open `/dev/shm/sem.NAME` can write garbage into the
+//   mapping; that cannot make a `sem_*` call touch memory outside the `sem_t`, though it
+//   can make glibc abort the process (see `LiveSem`), a crash, not undefined behaviour.
 unsafe impl LiveSem for NamedSem {
     fn sem_ptr(&self) -> NonNull<libc::sem_t> {
         self.sem
@@ -390,43 +406,236 @@ pub(crate) fn set_val(id: i32, index: u16, value: i32) -> rustix::io::Result<()>
     check(unsafe { libc::semctl(id, c_int::from(index), libc::SETVAL, arg) }).map(drop)
 }
 
-/// `semctl(GETALL)`: every value of the set, in index order.
-pub(crate) fn get_all(id: i32) -> rustix::io::Result<Vec<u16>> {
-    let nsems = nsems(id)?;
-    let mut values = vec![0 as c_ushort; nsems];
+/// `semctl(GETALL)` of the set at `id`, which the caller knows to hold `nsems`
+/// semaphores: their values, in index order.
+///
+/// The kernel writes as many values as the set at `id` holds *now*. If the caller's set
+/// was removed and its id given to a larger set, the write runs into the guard page after
+/// the buffer and the call fails with `EFAULT`; a smaller set fills only the first
+/// entries (the rest stay 0), so a caller that must know compares the size with
+/// `IPC_STAT` afterwards.
+pub(crate) fn get_all(id: i32, nsems: usize) -> rustix::io::Result<Vec<u16>> {
+    let mut buf = GuardedBuf::new(nsems)?;
     let arg = Semun {
-        array: values.as_mut_ptr(),
+        array: buf.as_mut_ptr(),
     };
     // SAFETY:
-    // - `GETALL` writes one `unsigned short` per semaphore of the set; `values` holds
-    //   exactly that many, as `IPC_STAT` reported just before for this id. The number of
-    //   semaphores of a set never changes, and the kernel gives an id to another set only
-    //   after tens of thousands of sets have been created in the same slot (the sequence
-    //   number in the id must wrap), which cannot happen between the two calls;
+    // - `GETALL` writes the values of the set that `id` names when the kernel runs the
+    //   call, one `unsigned short` per semaphore, with one `copy_to_user` to the range
+    //   that starts at `arg.array`, and writes nothing else of ours. That set may hold more
+    //   than `nsems`, however the caller learnt the size: a removed set's id is given to
+    //   a new set once the sequence number in it wraps, or at once when a privileged
+    //   process writes `/proc/sys/kernel/sem_next_id`, and that can happen just before
+    //   this call;
+    // - `arg.array` points to `nsems` writable, aligned `u16`s that end exactly where
+    //   `buf`'s `PROT_NONE` guard page begins (`GuardedBuf::new`). `copy_to_user` copies
+    //   a prefix of the range and stops at the first address it cannot write, so for a
+    //   larger set it writes the buffer, faults on the guard page and the call fails with
+    //   `EFAULT`: nothing past the buffer is written, whatever the set's size;
+    // - `buf` owns the mapping and is borrowed mutably, so no Rust reference sees the
+    //   bytes while the kernel writes them; they are plain `u16`s, valid whatever the
+    //   kernel writes (the mapping starts zeroed);
     // - the union is passed by value, as `semctl` reads it with `va_arg(ap, union semun)`.
     check(unsafe { libc::semctl(id, 0, libc::GETALL, arg) })?;
-    Ok(values)
+    Ok(buf.as_slice().to_vec())
 }
 
-/// `semctl(SETALL)`. Fails with `EINVAL` unless `values` has one entry per semaphore.
+/// `semctl(SETALL)` of the set at `id` to `values`, one per semaphore.
+///
+/// The kernel reads as many values as the set at `id` holds *now*: if that is more than
+/// `values.len()` (the caller's set was removed and its id given to a larger set), the
+/// read runs into the guard page after the buffer and the call fails with `EFAULT`,
+/// having changed nothing.
 pub(crate) fn set_all(id: i32, values: &[u16]) -> rustix::io::Result<()> {
-    if values.len() != nsems(id)? {
-        return Err(Errno::INVAL);
-    }
+    let mut buf = GuardedBuf::new(values.len())?;
+    buf.as_mut_slice().copy_from_slice(values);
     let arg = Semun {
-        // The kernel only reads through this pointer.
-        array: values.as_ptr().cast_mut(),
+        array: buf.as_mut_ptr(),
     };
     // SAFETY:
-    // - `SETALL` reads one `unsigned short` per semaphore of the set, and `values` has
-    //   exactly that many (checked just above with `IPC_STAT`; the size of a set never
-    //   changes and its id is not reused in between, as in `get_all`);
-    // - the kernel never writes through the pointer, so the shared borrow is respected;
+    // - `SETALL` reads the new values for the set that `id` names when the kernel runs
+    //   the call, one `unsigned short` per semaphore, with one `copy_from_user` from the
+    //   range that starts at `arg.array`, and never writes through the pointer. That set
+    //   may hold more than `values.len()` (ids are reused, see `get_all`);
+    // - `arg.array` points to `values.len()` initialised, aligned `u16`s that end exactly
+    //   where `buf`'s `PROT_NONE` guard page begins (`GuardedBuf::new`). For a larger
+    //   set `copy_from_user` faults on the guard page and the call fails with `EFAULT`
+    //   before any value is changed (the kernel copies all values in before applying
+    //   them); nothing past the buffer is read;
+    // - `buf` owns the mapping and is borrowed mutably for the call;
     // - the union is passed by value, as `semctl` reads it with `va_arg(ap, union semun)`.
     check(unsafe { libc::semctl(id, 0, libc::SETALL, arg) }).map(drop)
 }
 
-/// The number of semaphores in set `id`.
-fn nsems(id: i32) -> rustix::io::Result<usize> {
-    Ok(stat(id)?.sem_nsems as usize)
+/// A buffer of `len` `u16`s that ends exactly where an inaccessible (`PROT_NONE`) page
+/// begins, in an anonymous mapping of its own. The kernel, asked to copy more entries
+/// than the buffer holds, faults on the guard page and fails the call with `EFAULT`
+/// instead of touching memory beyond it.
+struct GuardedBuf {
+    /// The start of the mapping: the buffer's pages, then the guard page.
+    map: NonNull<libc::c_void>,
+    /// The length of the mapping in bytes: the buffer rounded up to pages, plus one page.
+    map_len: usize,
+    /// The offset of the guard page in the mapping.
+    guard: usize,
+    /// The number of `u16`s in the buffer, which ends at `guard`.
+    len: usize,
+}
+
+impl GuardedBuf {
+    /// Maps a zeroed buffer of `len` `u16`s followed by a guard page.
+    fn new(len: usize) -> rustix::io::Result<GuardedBuf> {
+        let page = rustix::param::page_size();
+        let bytes = len
+            .checked_mul(std::mem::size_of::<u16>())
+            .ok_or(Errno::NOMEM)?;
+        let guard = bytes.checked_next_multiple_of(page).ok_or(Errno::NOMEM)?;
+        let map_len = guard.checked_add(page).ok_or(Errno::NOMEM)?;
+        // SAFETY:
+        // - a null address asks the kernel for a new mapping where it likes, so no
+        //   existing memory of this process is replaced;
+        // - `map_len` is not 0 (it includes the guard page).
+        let map = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                map_len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }?;
+        let buf = GuardedBuf {
+            map: NonNull::new(map).ok_or(Errno::NOMEM)?,
+            map_len,
+            guard,
+            len,
+        };
+        // From here on `buf` unmaps the mapping if anything fails.
+        // SAFETY:
+        // - `guard` is a multiple of the page size and `guard + page` is `map_len`, so
+        //   `map + guard` stays inside the mapping and the range is its last page, which
+        //   belongs to `buf` alone and to which no reference exists.
+        unsafe {
+            rustix::mm::mprotect(
+                buf.map.as_ptr().cast::<u8>().add(guard).cast(),
+                page,
+                rustix::mm::MprotectFlags::empty(),
+            )
+        }?;
+        Ok(buf)
+    }
+
+    /// The first `u16` of the buffer: `len` entries before the guard page.
+    fn as_mut_ptr(&mut self) -> *mut u16 {
+        let start = self.guard - self.len * std::mem::size_of::<u16>();
+        // `start` lies inside the mapping (`len * 2 <= guard`), and is even because the
+        // guard page's offset is, so the pointer is aligned for `u16`.
+        self.map.as_ptr().cast::<u8>().wrapping_add(start).cast()
+    }
+
+    /// The buffer's values.
+    fn as_slice(&self) -> &[u16] {
+        let start = self.guard - self.len * std::mem::size_of::<u16>();
+        // SAFETY:
+        // - the `len` `u16`s from `start` lie in the readable, writable part of the
+        //   mapping (they end at the guard page), which `self` owns until drop;
+        // - the address is aligned for `u16` (`start` is even, the mapping page-aligned);
+        // - every bit pattern is a valid `u16`, and the mapping started zeroed;
+        // - the shared borrow of `self` keeps `as_mut_ptr` and `as_mut_slice` unusable
+        //   while the slice lives.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().cast::<u8>().add(start).cast(), self.len)
+        }
+    }
+
+    /// The buffer's values, to fill in.
+    fn as_mut_slice(&mut self) -> &mut [u16] {
+        let len = self.len;
+        // SAFETY: as for `as_slice`; the exclusive borrow of `self` makes the slice the
+        // only way to the bytes while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), len) }
+    }
+}
+
+impl Drop for GuardedBuf {
+    fn drop(&mut self) {
+        // SAFETY:
+        // - `map` and `map_len` describe the mapping `new` made, which is unmapped only
+        //   here; no slice of it outlives the borrow of `self` it came from.
+        unsafe {
+            let _ = rustix::mm::munmap(self.map.as_ptr(), self.map_len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// Removes a set when dropped, so a failing test leaves none behind.
+    struct Remove(i32);
+
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = remove(self.0);
+        }
+    }
+
+    fn private_set(nsems: usize) -> Remove {
+        let id = semget(libc::IPC_PRIVATE, nsems as i32, libc::IPC_CREAT | 0o600).unwrap();
+        Remove(id)
+    }
+
+    #[test]
+    fn getall_and_setall_of_a_larger_set_fault_on_the_guard_page() {
+        // 300 values take less than a page; 2049 take one byte pair more than a page, so
+        // the buffer of 2048 fills its page exactly and the guard page follows at once.
+        for nsems in [300_usize, 2049] {
+            let set = private_set(nsems);
+            let values: Vec<u16> = (0..nsems).map(|i| (i % 30_000) as u16).collect();
+            set_all(set.0, &values).unwrap();
+            assert_eq!(get_all(set.0, nsems).unwrap(), values);
+            // A handle that believes the set smaller, as one would whose set was removed
+            // and whose id went to this larger set: EFAULT, and nothing changed.
+            for short in [0, 1, nsems - 1] {
+                assert_eq!(get_all(set.0, short), Err(Errno::FAULT), "{nsems} {short}");
+                assert_eq!(
+                    set_all(set.0, &vec![7; short]),
+                    Err(Errno::FAULT),
+                    "{nsems} {short}"
+                );
+            }
+            assert_eq!(
+                get_all(set.0, nsems).unwrap(),
+                values,
+                "SETALL changed nothing"
+            );
+            // A buffer larger than the set: the kernel fills only what the set holds.
+            let longer = get_all(set.0, nsems + 1).unwrap();
+            assert_eq!((&longer[..nsems], longer[nsems]), (&values[..], 0));
+        }
+    }
+
+    #[test]
+    fn the_guarded_buffer_ends_at_an_inaccessible_page() {
+        let page = rustix::param::page_size();
+        for len in [0, 1, page / 2 - 1, page / 2, page / 2 + 1] {
+            let mut buf = GuardedBuf::new(len).unwrap();
+            assert_eq!(buf.as_slice(), vec![0; len]);
+            buf.as_mut_slice().fill(u16::MAX);
+            assert_eq!(buf.as_slice(), vec![u16::MAX; len]);
+            let end = buf.as_mut_ptr() as usize + len * 2;
+            assert_eq!(end % page, 0, "the buffer ends at a page boundary");
+            // The page after it is inaccessible: the kernel, copying from it into a pipe,
+            // fails with EFAULT.
+            let (_rx, tx) = rustix::pipe::pipe().unwrap();
+            // SAFETY:
+            // - `tx` is an open descriptor borrowed for the call;
+            // - `end` is the start of `buf`'s guard page, mapped (PROT_NONE) while `buf`
+            //   lives; the kernel checks access itself and only ever reads through it.
+            let rc = unsafe { libc::write(tx.as_raw_fd(), end as *const libc::c_void, 1) };
+            assert_eq!((rc, last_errno()), (-1, Errno::FAULT));
+        }
+    }
 }
