@@ -175,19 +175,37 @@ pub(crate) fn check_reusable(perm: &IpcPerm, op: &'static str, object: &str) -> 
 
 /// Removes a created System V object on drop, unless kept.
 ///
-/// The id, unlike the key, is never reused while the object exists, and the kernel
-/// encodes a sequence number in it, so removing by id cannot hit a later object that
-/// happens to have the same key.
+/// The kernel encodes a sequence number in each id, but with many objects created and
+/// removed the number can come round again: if someone else removed our object and the
+/// id now names a new one, removing by id alone would remove theirs. So the owner first
+/// checks, with `IPC_STAT`, that the id still names an object with our key created by our
+/// user, and removes it only then. (A replacement made in the instant between the check
+/// and the removal is the remaining, unavoidable gap: there is no remove-if-same call;
+/// and for `IPC_PRIVATE` objects, whose key is 0, a private object of the same user that
+/// inherited the id passes the check.)
 pub(crate) struct SysvOwner {
     id: i32,
+    key: Key,
+    creator: u32,
+    perm: fn(i32) -> rustix::io::Result<IpcPerm>,
     remove: fn(i32) -> rustix::io::Result<()>,
     keep: bool,
 }
 
 impl SysvOwner {
-    pub(crate) fn new(id: i32, remove: fn(i32) -> rustix::io::Result<()>) -> SysvOwner {
+    /// The owner of object `id`, just created with `key`; `perm` reads its `ipc_perm`
+    /// and `remove` removes it (`IPC_RMID`).
+    pub(crate) fn new(
+        id: i32,
+        key: Key,
+        perm: fn(i32) -> rustix::io::Result<IpcPerm>,
+        remove: fn(i32) -> rustix::io::Result<()>,
+    ) -> SysvOwner {
         SysvOwner {
             id,
+            key,
+            creator: rustix::process::geteuid().as_raw(),
+            perm,
             remove,
             keep: false,
         }
@@ -206,6 +224,7 @@ impl fmt::Debug for SysvOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SysvOwner")
             .field("id", &self.id)
+            .field("key", &self.key)
             .field("keep", &self.keep)
             .finish()
     }
@@ -213,10 +232,15 @@ impl fmt::Debug for SysvOwner {
 
 impl Drop for SysvOwner {
     fn drop(&mut self) {
-        if !self.keep {
-            // EIDRM/EINVAL: someone removed it already. Nothing else can be done in drop;
-            // an object left behind is found by `ipcx gc`.
-            let _ = (self.remove)(self.id);
+        if self.keep {
+            return;
+        }
+        // EIDRM/EINVAL: someone removed it already. Nothing else can be done in drop;
+        // an object left behind is found by `ipcx gc`.
+        if let Ok(perm) = (self.perm)(self.id) {
+            if perm.key == self.key && perm.cuid == self.creator {
+                let _ = (self.remove)(self.id);
+            }
         }
     }
 }

@@ -648,6 +648,46 @@ fn sysv_segment_limits_fail_with_the_limit_named() {
 }
 
 #[test]
+fn sysv_owner_never_removes_a_successor_that_inherited_its_id() {
+    // The owner's segment is removed behind its back and the kernel hands the same id to
+    // a new segment (forced with shm_next_id in a private IPC namespace). Dropping the old
+    // owner must leave the successor alone.
+    if role().as_deref() == Some("reuse") {
+        let first = SysvShmOptions::new()
+            .size(4096)
+            .create(Key::new(0x1111))
+            .unwrap();
+        let id = first.id();
+        SysvShm::remove_key(Key::new(0x1111)).unwrap();
+        common::set_sysctl("/proc/sys/kernel/shm_next_id", &id.to_string());
+        let mut successor = SysvShmOptions::new()
+            .size(4096)
+            .create(Key::new(0x2222))
+            .unwrap();
+        assert_eq!(successor.id(), id, "the kernel reused the id");
+        successor.keep();
+        drop(first);
+        say(format!(
+            "successor {}",
+            if SysvShm::from_id(id).is_ok() {
+                "survived"
+            } else {
+                "removed"
+            }
+        ));
+        return;
+    }
+    let Some(cmd) = common::in_private_ipc_namespace(child(
+        "sysv_owner_never_removes_a_successor_that_inherited_its_id",
+        "reuse",
+        &[],
+    )) else {
+        return;
+    };
+    assert_eq!(run_ok(cmd), "successor survived");
+}
+
+#[test]
 fn sysv_segment_mode_denies_other_users() {
     if role().as_deref() == Some("stranger") {
         common::drop_root();

@@ -238,7 +238,12 @@ impl SysvMqOptions {
             id,
             key,
             label: describe("msg queue", id, key),
-            owner: Some(SysvOwner::new(id, sys::msg::remove)),
+            owner: Some(SysvOwner::new(
+                id,
+                key,
+                |id| sys::msg::stat(id).map(|ds| IpcPerm::from_raw(&ds.msg_perm)),
+                sys::msg::remove,
+            )),
         })
     }
 

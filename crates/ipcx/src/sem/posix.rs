@@ -79,6 +79,7 @@ use rustix::time::{ClockId, Timespec};
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::PosixName;
+use crate::owner::{OpenMode, obtain};
 use crate::sys::sem::{self as sys, LiveSem, NamedSem};
 use crate::wait::Deadline;
 
@@ -88,10 +89,6 @@ pub const NAME_MAX: usize = 251;
 
 /// Where the C library keeps named semaphores (glibc and musl alike).
 const SHM_DIR: &str = "/dev/shm";
-
-/// How often `open_or_create` retries when the object vanishes between its create and
-/// open attempts (another process removed it meanwhile).
-const OPEN_OR_CREATE_TRIES: usize = 8;
 
 /// `SEM_VALUE_MAX`: the largest value a POSIX semaphore can hold (2147483647 on Linux).
 pub fn value_max() -> u32 {
@@ -185,24 +182,11 @@ impl SemOptions {
     pub fn open_or_create(&self, name: &str) -> Result<NamedSemaphore> {
         let name = PosixName::with_limit(name, NAME_MAX)?;
         self.check_initial(&name)?;
-        let mut last = None;
-        for _ in 0..OPEN_OR_CREATE_TRIES {
-            match self.make(name.clone()) {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                other => return other,
-            }
-            match open_existing(name.clone(), true) {
-                // Removed between the two attempts: create it again.
-                Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
-                other => return other,
-            }
-        }
-        Err(last
-            .unwrap_or_else(|| Error::new("sem_open", ErrorKind::Other))
-            .with_hint(
-                "the semaphore kept appearing and disappearing: another process is creating \
-                 and removing it in a loop",
-            ))
+        obtain(
+            OpenMode::OpenOrCreate,
+            || self.make(name.clone()),
+            |mine| open_existing(name.clone(), mine),
+        )
     }
 
     fn check_initial(&self, name: &PosixName) -> Result<()> {

@@ -76,8 +76,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
+use crate::owner::{OpenMode, obtain};
 use crate::sys::sem as sys;
-use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint};
+use crate::sysv::{IpcPerm, Key, SysvOwner, check_reusable, describe, enospc_hint, ipc_time};
 use crate::wait::{Backoff, Deadline};
 
 /// `SEMVMX`: the largest value a System V semaphore can hold (a kernel constant).
@@ -87,10 +88,6 @@ pub const SEMVMX: u16 = 32767;
 /// [`open_or_create`](SemSetOptions::open_or_create)) wait for the creator to finish
 /// initialising the set.
 pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
-
-/// How often `open_or_create` retries when the set vanishes between its create and open
-/// attempts (another process removed it meanwhile).
-const OPEN_OR_CREATE_TRIES: usize = 8;
 
 /// The family name in error messages: `"sem set id 5 (key 0x00001234)"`.
 const FAMILY: &str = "sem set";
@@ -352,24 +349,11 @@ impl SemSetOptions {
         if key.is_private() {
             return self.make(key, &values);
         }
-        let mut last = None;
-        for _ in 0..OPEN_OR_CREATE_TRIES {
-            match self.make(key, &values) {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                other => return other,
-            }
-            match self.open_existing(key, DEFAULT_INIT_WAIT, true) {
-                // Removed between the two attempts: create it again.
-                Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
-                other => return other,
-            }
-        }
-        Err(last
-            .unwrap_or_else(|| Error::new("semget", ErrorKind::Other))
-            .with_hint(
-                "the set kept appearing and disappearing: another process is creating and \
-                 removing it in a loop",
-            ))
+        obtain(
+            OpenMode::OpenOrCreate,
+            || self.make(key, &values),
+            |mine| self.open_existing(key, DEFAULT_INIT_WAIT, mine),
+        )
     }
 
     /// The validated initial values, one per semaphore.
@@ -433,7 +417,12 @@ impl SemSetOptions {
             id,
             key,
             nsems,
-            owner: Some(SysvOwner::new(id, sys::remove)),
+            owner: Some(SysvOwner::new(
+                id,
+                key,
+                |id| sys::stat(id).map(|ds| IpcPerm::from_raw(&ds.sem_perm)),
+                sys::remove,
+            )),
         };
         sys::set_all(id, values).map_err(|e| set.error("semctl SETALL", e))?;
         // A semop that changes nothing sets sem_otime: the mark openers wait for. +1 then
@@ -942,14 +931,11 @@ impl SemSet {
     #[doc(alias = "IPC_STAT")]
     pub fn stat(&self) -> Result<SemSetStat> {
         let ds = sys::stat(self.id).map_err(|e| self.error("semctl IPC_STAT", e))?;
-        let time = |t: libc::time_t| {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0))
-        };
         Ok(SemSetStat {
             perm: IpcPerm::from_raw(&ds.sem_perm),
             nsems: ds.sem_nsems as usize,
-            otime: (ds.sem_otime != 0).then(|| time(ds.sem_otime)),
-            ctime: time(ds.sem_ctime),
+            otime: ipc_time(ds.sem_otime),
+            ctime: ipc_time(ds.sem_ctime).unwrap_or(SystemTime::UNIX_EPOCH),
         })
     }
 

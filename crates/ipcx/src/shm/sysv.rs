@@ -120,7 +120,12 @@ impl SysvShmOptions {
         Ok(SysvShm {
             id,
             key,
-            owner: Some(SysvOwner::new(id, sys::remove)),
+            owner: Some(SysvOwner::new(
+                id,
+                key,
+                |id| sys::stat(id).map(|ds| IpcPerm::from_raw(&ds.shm_perm)),
+                sys::remove,
+            )),
         })
     }
 
