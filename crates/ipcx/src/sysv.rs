@@ -237,10 +237,16 @@ impl Drop for SysvOwner {
         }
         // EIDRM/EINVAL: someone removed it already. Nothing else can be done in drop;
         // an object left behind is found by `ipcx gc`.
-        if let Ok(perm) = (self.perm)(self.id) {
-            if perm.key == self.key && perm.cuid == self.creator {
-                let _ = (self.remove)(self.id);
-            }
+        let ours = match (self.perm)(self.id) {
+            Ok(perm) => perm.key == self.key && perm.cuid == self.creator,
+            // A mode without read permission hides the status even from the owner, who
+            // may still remove it: do as the creator asked, as the POSIX owners do when
+            // they cannot check.
+            Err(rustix::io::Errno::ACCESS) => true,
+            Err(_) => false,
+        };
+        if ours {
+            let _ = (self.remove)(self.id);
         }
     }
 }

@@ -51,7 +51,9 @@
 //! unlinked the queue and created a new one under the same name, the newcomer is left
 //! alone. The owner's own descriptor stays open during the check, so the kernel cannot
 //! give its inode number to the newcomer. (A replacement made between that check and the
-//! `mq_unlink` call would still be removed: the kernel offers no unlink-by-descriptor.)
+//! `mq_unlink` call would still be removed: the kernel offers no unlink-by-descriptor;
+//! so would a replacement whose mode lets this user neither read nor write it, since the
+//! check cannot open it and the owner then unlinks as its creator asked.)
 //! A queue outlives its name while any process has it open.
 //!
 //! # References
@@ -640,24 +642,38 @@ impl MessageQueue {
     /// renewed for the next one. One process at a time may be registered per queue. The
     /// signal is not sent if another process is blocked in `mq_receive` on the queue at
     /// that moment (ipcx's own blocking receives wait in `poll`, so they do not suppress
-    /// it), nor for messages that arrive while the queue is not empty. Closing the
-    /// registering handle removes the registration. Most programs are better served by
-    /// readiness on the descriptor ([`AsFd`]).
+    /// it), nor for messages that arrive while the queue is not empty.
+    ///
+    /// **Trap:** the kernel drops the registration when the registering process closes
+    /// *any* descriptor of the queue, not only this handle: dropping a second
+    /// `MessageQueue` of the same queue in this process (a sender, say) silently cancels
+    /// it. A signal left at its default action terminates the process (`SIGUSR1`,
+    /// `SIGIO`…): block it and read it from a `signalfd`, or install a handler first.
+    /// Most programs are better served by readiness on the descriptor ([`AsFd`]).
     ///
     /// # Errors
-    /// [`ErrorKind::AlreadyExists`] if another process is registered;
-    /// [`ErrorKind::InvalidInput`] for an invalid signal number.
+    /// [`ErrorKind::AlreadyExists`] if this or another process is registered already;
+    /// [`ErrorKind::InvalidInput`] for signal 0 (which would hold the one registration
+    /// and never signal), `SIGKILL`, `SIGSTOP`, or an invalid number.
     ///
     /// # References
     /// - [mq_notify(3)](https://man7.org/linux/man-pages/man3/mq_notify.3.html)
     #[doc(alias = "mq_notify")]
     pub fn notify_signal(&self, signal: i32) -> Result<()> {
+        if signal <= 0 || signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            return Err(Error::new("mq_notify", ErrorKind::InvalidInput)
+                .with_object(&self.name)
+                .with_hint(format!(
+                    "signal {signal} cannot notify: 0 would never be sent, and SIGKILL and \
+                     SIGSTOP cannot be caught"
+                )));
+        }
         sys::mq::notify(self.fd.as_fd(), Some(signal)).map_err(|e| {
             let err = Error::from_errno("mq_notify", e.raw_os_error()).with_object(&self.name);
             match e {
                 Errno::BUSY => err.with_kind(ErrorKind::AlreadyExists).with_hint(
-                    "another process is registered for notification on this queue; only one \
-                     may be at a time",
+                    "this process or another is registered for notification on this queue \
+                     already; only one registration may exist at a time",
                 ),
                 Errno::INVAL => err.with_hint(format!("{signal} is not a valid signal number")),
                 _ => err,

@@ -40,7 +40,9 @@
 //! `_timeout` forms retry with `IPC_NOWAIT` after a sleep that starts at 1 ms and doubles
 //! up to 20 ms, until the deadline. A timed wait therefore notices a message up to 20 ms
 //! late and costs a few wake-ups per second; use the blocking form, or a POSIX queue,
-//! where that matters.
+//! where that matters. The kernel hands a new message straight to a receiver blocked in
+//! `msgrcv`, so a `_timeout` receiver beside blocking ones on the same queue gets only
+//! what they leave: let all receivers of a queue use the same form.
 //!
 //! # Removal
 //!
@@ -213,7 +215,15 @@ impl SysvMqOptions {
                 || self.make(key),
                 |_| {
                     let queue = self.open_existing(key)?;
-                    let perm = queue.stat()?.perm;
+                    // Removed between msgget and the stat: as good as not found, so
+                    // obtain goes round again.
+                    let perm = queue
+                        .stat()
+                        .map_err(|e| match e.kind() {
+                            ErrorKind::Removed => e.with_kind(ErrorKind::NotFound),
+                            _ => e,
+                        })?
+                        .perm;
                     check_reusable(&perm, "msgget", &queue.label)?;
                     Ok(queue)
                 },
@@ -228,7 +238,8 @@ impl SysvMqOptions {
             match e {
                 Errno::EXIST => err.with_hint(
                     "a queue with this key exists already; open it with SysvMqOptions::open, \
-                     or remove it (`ipcrm -Q KEY`) if it is a stale leftover of yours",
+                     or remove it (SysvMq::remove_key, `ipcrm -Q KEY`) if it is a stale \
+                     leftover of yours",
                 ),
                 Errno::NOSPC => err.with_hint(enospc_hint("msgmni", "message queues")),
                 _ => err,
@@ -380,6 +391,43 @@ impl SysvMq {
             }
             Err(e) => Err(Error::from_errno("msgctl", e.raw_os_error()).with_object(label)),
         }
+    }
+
+    /// Removes the queue of `key`: what to do with one a crashed run left behind. Works
+    /// for its owner or creator whatever the queue's mode (no read or write permission
+    /// is needed to remove).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if no queue has the key; [`ErrorKind::PermissionDenied`]
+    /// if the caller is neither its owner nor its creator; [`ErrorKind::InvalidInput`]
+    /// for [`Key::PRIVATE`], which names no queue.
+    #[doc(alias = "IPC_RMID")]
+    pub fn remove_key(key: Key) -> Result<()> {
+        if key.is_private() {
+            return Err(Error::new("msgget", ErrorKind::InvalidInput)
+                .with_object(key)
+                .with_hint("IPC_PRIVATE names no queue; remove it by its id"));
+        }
+        let id = sys::msg::get(key.raw(), 0).map_err(|e| {
+            let err = Error::from_errno("msgget", e.raw_os_error()).with_object(key);
+            match e {
+                Errno::NOENT => err.with_hint("no message queue has this key"),
+                _ => err,
+            }
+        })?;
+        let label = describe("msg queue", id, key);
+        sys::msg::remove(id).map_err(|e| {
+            let err = Error::from_errno("msgctl IPC_RMID", e.raw_os_error()).with_object(&label);
+            match e {
+                Errno::PERM => err.with_hint(
+                    "only the queue's owner or creator (or a privileged process) may remove it",
+                ),
+                Errno::INVAL | Errno::IDRM => err
+                    .with_kind(ErrorKind::NotFound)
+                    .with_hint("the queue was removed meanwhile"),
+                _ => err,
+            }
+        })
     }
 
     /// The queue's id: hand it to another process for [`SysvMq::from_id`].
@@ -657,7 +705,9 @@ impl SysvMq {
         };
         #[allow(clippy::unnecessary_cast)] // `msglen_t` is 32 bits on 32-bit targets
         let qbytes = ds.msg_qbytes as u64;
-        if len as u64 > qbytes {
+        // The kernel also counts each message against msg_qbytes (1 + qnum <= qbytes),
+        // so a queue of 0 bytes takes nothing, not even an empty message.
+        if len as u64 > qbytes || qbytes == 0 {
             return Err(Error::new("msgsnd", ErrorKind::MessageTooLarge)
                 .with_object(&self.label)
                 .with_hint(format!(
