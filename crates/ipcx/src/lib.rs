@@ -53,17 +53,25 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod eventfd;
 pub mod fifo;
+#[cfg(feature = "mio")]
+pub mod mio;
 pub mod mq;
 pub mod name;
 pub mod net;
 mod owner;
 pub mod pipe;
+pub mod poll;
+pub mod process;
 pub mod sem;
 pub mod shm;
+pub mod signal;
 mod sock;
 mod sys;
 pub mod sysv;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod unix;
 mod wait;
 

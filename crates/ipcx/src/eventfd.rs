@@ -1,0 +1,1 @@
+//! eventfd: a kernel counter for wake-ups and counting between processes.

@@ -1,0 +1,1 @@
+//! `mio::event::Source` for every ipcx descriptor type (feature `mio`).

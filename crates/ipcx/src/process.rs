@@ -1,0 +1,1 @@
+//! Process watch: pidfds that become readable when a process exits.

@@ -1,0 +1,1 @@
+//! Async wrappers on `tokio::io::unix::AsyncFd` (feature `tokio`).
