@@ -304,7 +304,8 @@ impl Pidfd {
     /// Race-free as long as the child has not been reaped: until then its PID cannot be
     /// reused. Call it before `Child::wait` (or a `Child::try_wait` that returned
     /// `Some`); ipcx checks that the pidfd it got is a child of this process and refuses
-    /// one that is not (the child was reaped and its PID taken by a stranger).
+    /// one that is not (the child was reaped and its PID taken by a stranger). It cannot
+    /// tell if, after such a reap, another child of this very process took the PID.
     ///
     /// # Errors
     /// [`ErrorKind::PeerGone`] if the child was already reaped;
@@ -352,6 +353,12 @@ impl Pidfd {
                 .with_object(format_args!("pid {pid}"));
             match e {
                 Errno::SRCH => err.with_hint("no process holds this pid: it has exited"),
+                // A thread that is not a thread-group leader: EINVAL on older kernels, ENOENT
+                // on recent ones (seen on 6.18).
+                Errno::INVAL | Errno::NOENT => err.with_kind(ErrorKind::InvalidInput).with_hint(
+                    "this id names a thread of a process, not the process itself (its \
+                     thread-group leader); pidfds watch whole processes",
+                ),
                 Errno::NOSYS => err.with_hint("pidfds need Linux 5.3 or later"),
                 _ => err,
             }
@@ -598,7 +605,7 @@ impl Pidfd {
             return Err(Error::new(op, ErrorKind::InvalidInput)
                 .with_object(self.label())
                 .with_hint(format!(
-                    "{sig} is not a signal a program may send: use 1..=31 or SIGRTMIN ({})..=SIGRTMAX ({})",
+                    "{sig} is not a signal a program may send: use 1..=31 or SIGRTMIN ({})..=SIGRTMAX ({}), or 0 to probe",
                     libc::SIGRTMIN(),
                     libc::SIGRTMAX()
                 )));

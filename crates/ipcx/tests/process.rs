@@ -339,6 +339,21 @@ fn bad_pids_and_signals_are_refused_before_any_system_call() {
             ErrorKind::InvalidInput
         );
     }
+    // A thread's id is not a process id.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+            .unwrap();
+        let _ = done_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    let e = Pidfd::open(tid).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("names a thread"), "{e}");
+    drop(done_tx);
+    thread.join().unwrap();
+
     let me = Pidfd::open_checked(&ProcessId::current().unwrap()).unwrap();
     for sig in [-1, 32, libc::SIGRTMAX() + 1] {
         let e = me.send_signal(sig).unwrap_err();
