@@ -356,6 +356,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         ENXIO => "ENXIO",
         E2BIG => "E2BIG",
         EBADF => "EBADF",
+        ECHILD => "ECHILD",
         EAGAIN => "EAGAIN",
         ENOMEM => "ENOMEM",
         EACCES => "EACCES",

@@ -7,6 +7,7 @@
 
 pub(crate) mod mq;
 pub(crate) mod msg;
+pub(crate) mod pidfd;
 pub(crate) mod sem;
 pub(crate) mod shm;
 pub(crate) mod sigpipe;
