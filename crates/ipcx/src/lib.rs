@@ -12,8 +12,11 @@
 //! | semaphores | [`sem`] | POSIX named and unnamed (process-shared, in a `Region`), System V sets with atomic multi-operations and `SEM_UNDO` |
 //! | message queues | [`mq`] | POSIX queues with priorities and a pollable descriptor, System V queues with type filtering |
 //! | System V keys | [`sysv`] | `IPC_PRIVATE`, explicit and `ftok` keys, `ipc_perm` |
+//! | events and signals | [`eventfd`], [`signal`] | eventfd counters and semaphores; signal masks, signalfd with typed sender information, `sigqueue`, pidfd signals, signal-hook pipes |
+//! | process watch | [`process`] | pidfds that become readable when a process exits, opened without PID-reuse races ([`process::ProcessId`]); exit status without reaping |
+//! | waiting on many | [`poll`], `mio`, `tokio` | [`poll::PollSet`] over any descriptor; with the features, every descriptor type registers with `mio` and has an async wrapper on tokio's `AsyncFd` |
 //!
-//! eventfd, signalfd, the ring channel and mailboxes follow in later releases.
+//! The ring channel and mailboxes follow in later releases.
 //!
 //! # Choosing a mechanism
 //!
