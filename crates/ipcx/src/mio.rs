@@ -1,6 +1,6 @@
 //! `mio::event::Source` for every ipcx descriptor type (feature `mio`).
 //!
-//! These ipcx types register with a [`mio::Poll`](::mio::Poll) directly:
+//! These ipcx types register with a [`mio::Poll`] directly:
 //!
 //! | type | readable when | writable when |
 //! |---|---|---|
@@ -11,7 +11,7 @@
 //! | [`MessageQueue`] (POSIX) | a message is queued | there is room for one |
 //!
 //! Each implementation registers the type's descriptor through
-//! [`mio::unix::SourceFd`](::mio::unix::SourceFd), which remains the path for any other
+//! [`mio::unix::SourceFd`], which remains the path for any other
 //! descriptor (`SourceFd(&fd.as_fd().as_raw_fd())`).
 //!
 //! # Edge-triggered: drain until `WouldBlock`
@@ -60,7 +60,7 @@
 //!
 //! # References
 //! - [epoll(7)](https://man7.org/linux/man-pages/man7/epoll.7.html) (edge-triggered mode)
-//! - [`mio::event::Source`](::mio::event::Source)
+//! - [`mio::event::Source`]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

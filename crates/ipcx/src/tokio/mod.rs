@@ -35,10 +35,10 @@
 //! that call would block, a wait for readiness (which consumes nothing) before the next
 //! one. A future dropped before it completes has therefore either made no call, or only
 //! calls that found nothing to do: no message is taken from a queue or socket and then
-//! lost, and nothing is half sent. `recv`, `send`
-//! and `accept` can be used in `tokio::select!` loops and under `tokio::time::timeout`.
-//! (Composite helpers keep their own rules: tokio's `read_exact`, `read_to_end` and
-//! `write_all` are not cancellation-safe, because they loop over several calls.)
+//! lost, and nothing is half sent. `recv`, `send` and `accept` can be used in
+//! `tokio::select!` loops and under `tokio::time::timeout`. (Composite helpers keep their
+//! own rules: tokio's `read_exact`, `read_to_end` and `write_all` are not
+//! cancellation-safe, because they loop over several calls.)
 //!
 //! # Examples
 //!
@@ -52,7 +52,8 @@
 //! let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
 //! rt.block_on(async {
 //!     let (reader, writer) = ipcx::pipe::pipe()?;
-//!     let (mut reader, mut writer) = (AsyncPipeReader::new(reader)?, AsyncPipeWriter::new(writer)?);
+//!     let mut reader = AsyncPipeReader::new(reader)?;
+//!     let mut writer = AsyncPipeWriter::new(writer)?;
 //!     writer.write_all(b"hello").await?;
 //!     drop(writer); // end of file for the reader
 //!     let mut got = Vec::new();

@@ -21,10 +21,9 @@ wrapper! {
     /// # Cancellation safety
     ///
     /// Each `poll_read` either copies bytes out of the pipe and returns them, or copies
-    /// nothing, so [`AsyncReadExt::read`](::tokio::io::AsyncReadExt::read) is
-    /// cancellation-safe: dropping its future never loses data. (`read_exact` and
-    /// `read_to_end` keep what they read so far in their own buffers, as everywhere in
-    /// tokio.)
+    /// nothing, so tokio's `AsyncReadExt::read` is cancellation-safe: dropping its future
+    /// never loses data. (`read_exact` and `read_to_end` keep what they read so far in
+    /// their own buffers, as everywhere in tokio.)
     ///
     /// # Examples
     ///
@@ -71,9 +70,8 @@ wrapper! {
     /// # Cancellation safety
     ///
     /// Each `poll_write` either writes bytes and returns how many, or writes nothing, so
-    /// [`AsyncWriteExt::write`](::tokio::io::AsyncWriteExt::write) is
-    /// cancellation-safe. `write_all` is not: when its future is dropped, part of the
-    /// buffer may have been written.
+    /// tokio's `AsyncWriteExt::write` is cancellation-safe. `write_all` is not: when its
+    /// future is dropped, part of the buffer may have been written.
     ///
     /// # References
     /// - [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html)
