@@ -5,6 +5,8 @@
 //! `// SAFETY:` comment, why every precondition holds.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod mq;
 pub(crate) mod msg;
 pub(crate) mod pidfd;
