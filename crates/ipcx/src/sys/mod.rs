@@ -9,5 +9,6 @@ pub(crate) mod mq;
 pub(crate) mod msg;
 pub(crate) mod sem;
 pub(crate) mod shm;
+pub(crate) mod signal;
 pub(crate) mod sigpipe;
 pub(crate) mod sock;
