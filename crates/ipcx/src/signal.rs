@@ -461,8 +461,7 @@ pub fn threads_not_blocking(set: &SignalSet) -> Result<Vec<UnblockedThread>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SignalSource {
-    /// `kill`, `pidfd_send_signal` without a siginfo, or `raise` of the process
-    /// (`SI_USER`).
+    /// `kill`, or `pidfd_send_signal` without a siginfo (`SI_USER`).
     Kill,
     /// `sigqueue`, with a value (`SI_QUEUE`).
     Queue,
@@ -544,7 +543,7 @@ impl fmt::Display for SignalInfo {
             write!(f, " from pid {} (uid {})", self.pid, self.uid)?;
         }
         match source {
-            SignalSource::Kill => f.write_str(" by kill"),
+            SignalSource::Kill => f.write_str(" by kill or pidfd_send_signal"),
             SignalSource::Queue => write!(f, " by sigqueue with value {}", self.value),
             SignalSource::Thread => f.write_str(" by tgkill"),
             SignalSource::Timer => f.write_str(" by a timer"),
@@ -752,25 +751,37 @@ fn target(op: &'static str, pid: u32) -> Result<Pid> {
         })
 }
 
-/// Explains a failed send.
-fn send_error(op: &'static str, errno: Errno, object: String, sig: i32) -> Error {
-    let err = Error::from_errno(op, errno.raw_os_error()).with_object(&object);
+/// Explains a failed send to `pid` (`None` when sent through a pidfd).
+fn send_error(op: &'static str, errno: Errno, pid: Option<u32>, sig: i32) -> Error {
+    let object = pid.map_or_else(|| "pidfd".to_string(), |pid| format!("pid {pid}"));
+    let err = Error::from_errno(op, errno.raw_os_error()).with_object(object);
     match errno {
         Errno::SRCH => err.with_hint(format!(
-            "no such process: it has exited and been reaped, so {} went nowhere",
+            "no such process: it has exited and been reaped, or never existed, so {} went \
+             nowhere",
             signal_name(sig)
         )),
         Errno::PERM => err.with_hint(
             "the process belongs to another user: sending needs the same real or effective \
              uid, or CAP_KILL",
         ),
-        Errno::AGAIN => err.with_kind(ErrorKind::LimitReached).with_hint(format!(
-            "the receiver's queue of real-time signals is full (RLIMIT_SIGPENDING of the \
-             sender's user, now {}); wait for it to read some",
-            rustix::process::getrlimit(rustix::process::Resource::Sigpending)
-                .current
-                .map_or_else(|| "unlimited".to_string(), |n| n.to_string())
-        )),
+        Errno::AGAIN => {
+            // The kernel counts queued signals per user of the receiver, against the
+            // receiver's RLIMIT_SIGPENDING; /proc shows both as SigQ "queued/limit".
+            let sigq = pid
+                .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("SigQ:").map(|v| v.trim().to_string()))
+                })
+                .map_or_else(String::new, |q| format!(", SigQ queued/limit now {q}"));
+            err.with_kind(ErrorKind::LimitReached).with_hint(format!(
+                "the receiver's user has as many signals queued as the receiver's \
+                 RLIMIT_SIGPENDING allows{sigq}; the receiver must read some first, or raise \
+                 its limit"
+            ))
+        }
         _ => err,
     }
 }
@@ -792,7 +803,7 @@ fn send_error(op: &'static str, errno: Errno, object: String, sig: i32) -> Error
 pub fn kill(pid: u32, sig: i32) -> Result<()> {
     check_signal("kill", sig)?;
     let p = target("kill", pid)?;
-    sys::kill(p, sig).map_err(|e| send_error("kill", e, format!("pid {pid}"), sig))
+    sys::kill(p, sig).map_err(|e| send_error("kill", e, Some(pid), sig))
 }
 
 /// Sends `sig` with the integer `value` to process `pid` (`sigqueue`). The receiver's
@@ -813,19 +824,20 @@ pub fn kill(pid: u32, sig: i32) -> Result<()> {
 pub fn sigqueue(pid: u32, sig: i32, value: i32) -> Result<()> {
     check_signal("sigqueue", sig)?;
     let p = target("sigqueue", pid)?;
-    sys::sigqueue(p, sig, value).map_err(|e| send_error("sigqueue", e, format!("pid {pid}"), sig))
+    sys::sigqueue(p, sig, value).map_err(|e| send_error("sigqueue", e, Some(pid), sig))
 }
 
 /// Sends `sig` to the process a pidfd refers to (`pidfd_send_signal`).
 ///
 /// A pidfd names one process for as long as it is open, even after the process has exited
 /// and its PID was given to another, so the signal can never reach the wrong process:
-/// once the process is gone the call fails with [`ErrorKind::PeerGone`]. Get a pidfd from
+/// once the process has been reaped the call fails with [`ErrorKind::PeerGone`]. (Between
+/// its exit and its reaping, a process is a zombie: the call succeeds and does nothing.) Get a pidfd from
 /// `pidfd_open` right after spawning a child (or from
 /// [`UnixSocketExt::peer_pidfd`](crate::unix::UnixSocketExt::peer_pidfd)).
 ///
 /// # Errors
-/// [`ErrorKind::PeerGone`] (`ESRCH`) when the process has exited;
+/// [`ErrorKind::PeerGone`] (`ESRCH`) when the process has exited and been reaped;
 /// [`ErrorKind::PermissionDenied`] when it belongs to another user;
 /// [`ErrorKind::InvalidInput`] when `pidfd` is not a pidfd or `sig` not a signal;
 /// [`ErrorKind::Unsupported`] on kernels before Linux 5.1.
@@ -837,7 +849,7 @@ pub fn send_via_pidfd(pidfd: impl AsFd, sig: i32) -> Result<()> {
     check_signal("pidfd_send_signal", sig)?;
     let fd = pidfd.as_fd();
     sys::pidfd_send_signal(fd, sig).map_err(|e| {
-        let err = send_error("pidfd_send_signal", e, "pidfd".to_string(), sig);
+        let err = send_error("pidfd_send_signal", e, None, sig);
         match e {
             Errno::SRCH => err.with_hint(format!(
                 "the process has exited, so {} was not sent (and cannot reach whatever \
@@ -898,7 +910,8 @@ const NOT_FOR_HANDLERS: &[i32] = signal_hook::consts::FORBIDDEN;
 /// how many times nor from whom (the kernel already merges a standard signal sent twice
 /// before it is handled, and a full pipe merges wake-ups). For `SIGCHLD`, reap every
 /// exited child with `waitpid`/`try_wait` on each report. For counts, senders and values,
-/// use a [`SignalFd`].
+/// use a [`SignalFd`]. A signal blocked in every thread never reaches a handler: do not
+/// block what a `SignalPipe` watches.
 ///
 /// Dropping it unregisters its handlers. signal-hook then leaves its dispatcher installed
 /// with no action, so **the default action does not come back**: after the drop, a
@@ -1020,6 +1033,13 @@ impl SignalPipe {
             // leaves its byte for the next read (a spurious wake-up), never a lost flag.
             loop {
                 match self.reader.try_read(&mut buf) {
+                    Ok(0) => {
+                        // Only possible if every handler's write end were closed, which
+                        // happens on drop: report it rather than poll a hung-up pipe.
+                        return Err(Error::new("read", ErrorKind::PeerGone)
+                            .with_object(&self.label)
+                            .with_hint("the signal handlers' end of the pipe is closed"));
+                    }
                     Ok(n) if n == buf.len() => continue,
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -80,7 +80,10 @@ fn writing_u64_max_is_refused_before_the_system_call() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert_eq!(err.errno(), None, "refused by ipcx, not the kernel");
         let msg = err.to_string();
-        assert!(msg.starts_with("write \"eventfd\": invalid argument"), "{msg}");
+        assert!(
+            msg.starts_with("write \"eventfd\": invalid argument"),
+            "{msg}"
+        );
         assert!(msg.contains("u64::MAX"), "{msg}");
     }
     // Nothing was added.
@@ -149,10 +152,7 @@ fn a_reader_in_another_process_unblocks_a_saturated_writer() {
     drop(cmd);
     let out = common::finish(child);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        common::reports(&out),
-        format!("child read {MAX_COUNT}")
-    );
+    assert_eq!(common::reports(&out), format!("child read {MAX_COUNT}"));
     writer.join().unwrap();
     assert!(done.load(Ordering::Acquire));
     assert_eq!(efd.try_read().unwrap(), 1);
@@ -258,8 +258,7 @@ fn eintr_is_retried_with_the_remaining_time() {
             efd.write(6).unwrap();
         })
     };
-    let (got, signals) =
-        common::under_signal_storm(|| efd.read_timeout(Duration::from_secs(20)));
+    let (got, signals) = common::under_signal_storm(|| efd.read_timeout(Duration::from_secs(20)));
     assert_eq!(got.unwrap(), 6);
     assert!(
         signals > 0,
@@ -332,10 +331,9 @@ fn eventfds_do_not_leak_into_children() {
     let a = EventFd::new(0).unwrap();
     let b = EventFd::semaphore(1).unwrap();
     let c = a.try_clone().unwrap();
-    let adopted = EventFd::try_from(OwnedFd::from(
-        rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap(),
-    ))
-    .unwrap();
+    let adopted =
+        EventFd::try_from(rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap())
+            .unwrap();
     for fd in [a.as_fd(), b.as_fd(), c.as_fd(), adopted.as_fd()] {
         assert!(common::is_cloexec(fd));
         assert_eq!(common::fd_target(fd), "anon_inode:[eventfd]");
