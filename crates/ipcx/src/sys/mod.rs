@@ -12,5 +12,6 @@ pub(crate) mod msg;
 pub(crate) mod pidfd;
 pub(crate) mod sem;
 pub(crate) mod shm;
+pub(crate) mod signal;
 pub(crate) mod sigpipe;
 pub(crate) mod sock;
