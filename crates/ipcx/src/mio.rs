@@ -118,6 +118,17 @@ source_via_fd!(
     /// Registers the listener: readable when a connection is pending. Drain with
     /// [`SeqpacketListener::try_accept`].
     SeqpacketListener,
+    /// Registers the eventfd: readable while the counter is above 0, writable while 1
+    /// more fits. Read with [`EventFd::try_read`](crate::eventfd::EventFd::try_read).
+    crate::eventfd::EventFd,
+    /// Registers the signalfd: readable while one of its signals is pending. Drain with
+    /// [`SignalFd::try_read`](crate::signal::SignalFd::try_read).
+    crate::signal::SignalFd,
+    /// Registers the signal pipe: readable once a registered signal arrived. Read with
+    /// [`SignalPipe::try_read`](crate::signal::SignalPipe::try_read).
+    crate::signal::SignalPipe,
+    /// Registers the pidfd: readable once the process has exited.
+    crate::process::Pidfd,
     /// Registers the queue: readable while a message is queued, writable while there is
     /// room. Drain with [`MessageQueue::try_recv`].
     MessageQueue,

@@ -54,6 +54,19 @@ unsafe impl StableFd for crate::unix::SocketFile<crate::unix::SeqpacketListener>
 // when the queue is opened and never reassigned; `Drop` only unlinks the name.
 unsafe impl StableFd for crate::mq::posix::MessageQueue {}
 
+// SAFETY: `EventFd` owns its descriptor in a private field that is `Some` from creation
+// and taken only by `into_fd`, which consumes the value; no `&self` method replaces it.
+unsafe impl StableFd for crate::eventfd::EventFd {}
+// SAFETY: `SignalFd` owns its descriptor in a private `OwnedFd` field that is never
+// reassigned (`set_signals` changes the mask of the same descriptor).
+unsafe impl StableFd for crate::signal::SignalFd {}
+// SAFETY: `SignalPipe` owns its read end in a private `PipeReader` field that is never
+// reassigned; `PipeReader` is `StableFd` itself.
+unsafe impl StableFd for crate::signal::SignalPipe {}
+// SAFETY: `Pidfd` owns its descriptor in a private `OwnedFd` field that is never
+// reassigned; it leaves only through `From<Pidfd> for OwnedFd`, which consumes it.
+unsafe impl StableFd for crate::process::Pidfd {}
+
 /// What tokio's `AsyncFd` holds: an ipcx value, seen as a raw descriptor.
 #[derive(Debug)]
 pub(crate) struct Registered<T>(T);

@@ -75,10 +75,12 @@ use std::task::{Context, Poll};
 use crate::error::{Error, ErrorKind, Result, read_sysctl};
 use crate::sys::async_fd::{Registration, StableFd};
 
+mod events;
 mod mq;
 mod pipe;
 mod seqpacket;
 
+pub use events::{AsyncEventFd, AsyncPidfd, AsyncSignalFd, AsyncSignalPipe};
 pub use mq::AsyncMessageQueue;
 pub use pipe::{AsyncPipeReader, AsyncPipeWriter};
 pub use seqpacket::{AsyncSeqpacket, AsyncSeqpacketListener, SeqpacketListening};
