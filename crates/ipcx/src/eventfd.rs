@@ -53,6 +53,7 @@
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::event::{EventfdFlags, PollFlags};
@@ -84,9 +85,26 @@ const LABEL: &str = "eventfd";
 pub struct EventFd {
     /// Always `Some`, except inside `into_fd`, which consumes the `EventFd`.
     fd: Option<OwnedFd>,
-    /// An adopted descriptor that was blocking: ipcx made it non-blocking, so it is made
-    /// blocking again when it leaves ipcx, for the other holders that expect it.
-    restore_blocking: bool,
+    /// An adopted descriptor that was blocking: ipcx made it non-blocking, and makes it
+    /// blocking again, for the other holders that expect it, when the last ipcx handle
+    /// of it ([`try_clone`](EventFd::try_clone)s included) goes. Every copy shares one
+    /// `O_NONBLOCK` flag, so restoring earlier would make the remaining handles' `try_`
+    /// calls block.
+    restore_blocking: Option<Arc<RestoreBlocking>>,
+}
+
+/// Makes an adopted eventfd blocking again when the last ipcx handle of it is dropped.
+#[derive(Debug)]
+struct RestoreBlocking(OwnedFd);
+
+impl Drop for RestoreBlocking {
+    fn drop(&mut self) {
+        if let Ok(flags) = rustix::fs::fcntl_getfl(&self.0) {
+            // F_SETFL on a descriptor we hold cannot fail for lack of permission; if it
+            // did, the other holders would see EAGAIN, never lose a count.
+            let _ = rustix::fs::fcntl_setfl(&self.0, flags - OFlags::NONBLOCK);
+        }
+    }
 }
 
 impl EventFd {
@@ -134,7 +152,7 @@ impl EventFd {
         let fd = rustix::event::eventfd(initial, flags).op("eventfd")?;
         Ok(EventFd {
             fd: Some(fd),
-            restore_blocking: false,
+            restore_blocking: None,
         })
     }
 
@@ -267,7 +285,7 @@ impl EventFd {
         let fd = self.fd().try_clone_to_owned().op_on("dup", LABEL)?;
         Ok(EventFd {
             fd: Some(fd),
-            restore_blocking: false,
+            restore_blocking: self.restore_blocking.clone(),
         })
     }
 
@@ -288,15 +306,8 @@ impl EventFd {
     }
 
     fn restore(&mut self) {
-        if std::mem::take(&mut self.restore_blocking) {
-            if let Some(fd) = &self.fd {
-                if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
-                    // F_SETFL on a descriptor we hold cannot fail for lack of permission;
-                    // if it did, the other holders would see EAGAIN, never lose a count.
-                    let _ = rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK);
-                }
-            }
-        }
+        // The last handle's share runs the restore.
+        drop(self.restore_blocking.take());
     }
 
     /// Adopts `fd` after checking that it is an eventfd, making it non-blocking.
@@ -323,12 +334,15 @@ impl EventFd {
             }
         }
         let flags = rustix::fs::fcntl_getfl(&fd).op_on("F_GETFL", LABEL)?;
+        let mut restore_blocking = None;
         if !flags.contains(OFlags::NONBLOCK) {
+            let restorer = fd.try_clone().op_on("dup", LABEL)?;
             rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op_on("F_SETFL", LABEL)?;
+            restore_blocking = Some(Arc::new(RestoreBlocking(restorer)));
         }
         Ok(EventFd {
             fd: Some(fd),
-            restore_blocking: !flags.contains(OFlags::NONBLOCK),
+            restore_blocking,
         })
     }
 }

@@ -9,6 +9,10 @@
 //! | [`Seqpacket`] | a message is queued, or the peer closed | there is room |
 //! | [`SeqpacketListener`], [`SocketFile`] | a connection is pending (for a `SocketFile`, whatever its socket reports) | — |
 //! | [`MessageQueue`] (POSIX) | a message is queued | there is room for one |
+//! | [`EventFd`](crate::eventfd::EventFd) | the counter is above 0 | 1 more fits |
+//! | [`SignalFd`](crate::signal::SignalFd) | one of its signals is pending | — |
+//! | [`SignalPipe`](crate::signal::SignalPipe) | a registered signal arrived | — |
+//! | [`Pidfd`](crate::process::Pidfd) | the process has exited | — |
 //!
 //! Each implementation registers the type's descriptor through
 //! [`mio::unix::SourceFd`], which remains the path for any other

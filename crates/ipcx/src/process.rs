@@ -600,37 +600,7 @@ impl Pidfd {
     /// - [pidfd_send_signal(2)](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
     #[doc(alias = "pidfd_send_signal")]
     pub fn send_signal(&self, sig: i32) -> Result<()> {
-        let op = "pidfd_send_signal";
-        if sig < 0 || sig > libc::SIGRTMAX() || (sig > 31 && sig < libc::SIGRTMIN()) {
-            return Err(Error::new(op, ErrorKind::InvalidInput)
-                .with_object(self.label())
-                .with_hint(format!(
-                    "{sig} is not a signal a program may send: use 1..=31 or SIGRTMIN ({})..=SIGRTMAX ({}), or 0 to probe",
-                    libc::SIGRTMIN(),
-                    libc::SIGRTMAX()
-                )));
-        }
-        let exited = || {
-            Error::from_errno(op, libc::ESRCH)
-                .with_object(self.label())
-                .with_hint("the process has exited; no signal was sent")
-        };
-        // A zombie accepts signals and ignores them; report it as gone instead.
-        if self.has_exited() {
-            return Err(exited());
-        }
-        sys::pidfd::send_signal(self.fd.as_fd(), sig).map_err(|e| match e {
-            Errno::SRCH => exited(),
-            Errno::PERM => Error::from_errno(op, libc::EPERM)
-                .with_object(self.label())
-                .with_hint(
-                    "a process may signal only processes of its own user, unless it has CAP_KILL",
-                ),
-            Errno::NOSYS => Error::from_errno(op, libc::ENOSYS)
-                .with_object(self.label())
-                .with_hint("pidfd_send_signal needs Linux 5.1 or later"),
-            e => Error::from_errno(op, e.raw_os_error()).with_object(self.label()),
-        })
+        send_signal_fd(self.fd.as_fd(), sig, &self.label())
     }
 
     /// Kills the process with `SIGKILL`; see [`send_signal`](Pidfd::send_signal).
@@ -791,6 +761,45 @@ fn signal_name(sig: i32) -> Option<&'static str> {
         SIGXFSZ => "SIGXFSZ",
         SIGSYS => "SIGSYS",
         _ => return None,
+    })
+}
+
+/// `pidfd_send_signal` on any pidfd, with the one rule ipcx keeps for it: a process that
+/// has exited (even a zombie, which the kernel would let accept the signal and ignore
+/// it) is [`ErrorKind::PeerGone`] and nothing is sent. Shared by [`Pidfd::send_signal`]
+/// and [`crate::signal::send_via_pidfd`].
+pub(crate) fn send_signal_fd(fd: BorrowedFd<'_>, sig: i32, object: &str) -> Result<()> {
+    let op = "pidfd_send_signal";
+    if sig < 0 || sig > libc::SIGRTMAX() || (sig > 31 && sig < libc::SIGRTMIN()) {
+        return Err(Error::new(op, ErrorKind::InvalidInput)
+            .with_object(object)
+            .with_hint(format!(
+                "{sig} is not a signal a program may send: use 1..=31 or SIGRTMIN ({})..=SIGRTMAX ({}), or 0 to probe",
+                libc::SIGRTMIN(),
+                libc::SIGRTMAX()
+            )));
+    }
+    let gone = "the process has exited; no signal was sent (and none can reach whatever \
+                process has its PID now)";
+    if poll_now(fd, PollFlags::IN).intersects(PollFlags::IN | PollFlags::HUP) {
+        return Err(Error::new(op, ErrorKind::PeerGone)
+            .with_object(object)
+            .with_hint(gone));
+    }
+    sys::pidfd::send_signal(fd, sig).map_err(|e| {
+        let err = Error::from_errno(op, e.raw_os_error()).with_object(object);
+        match e {
+            Errno::SRCH => err.with_hint(gone),
+            Errno::PERM => err.with_hint(
+                "the process belongs to another user: a process may signal only processes of \
+                 its own user, unless it has CAP_KILL",
+            ),
+            Errno::BADF | Errno::INVAL => err
+                .with_kind(ErrorKind::InvalidInput)
+                .with_hint("the descriptor is not a pidfd"),
+            Errno::NOSYS => err.with_hint("pidfd_send_signal needs Linux 5.1 or later"),
+            _ => err,
+        }
     })
 }
 

@@ -267,10 +267,12 @@ impl fmt::Debug for SignalSet {
 /// Blocks a set of signals in the calling thread, and unblocks them again when dropped.
 ///
 /// A blocked signal is not lost: it stays pending until a [`SignalFd`] reads it or the
-/// signal is unblocked, when its disposition runs. Only the signals this guard newly
-/// blocked are unblocked on drop, so guards nest in any order and changes made to other
-/// signals in between are kept. A mask belongs to a thread, so the guard is neither `Send`
-/// nor `Sync`.
+/// signal is unblocked, when its disposition runs. The guards of a thread count, per
+/// signal, how many of them want it blocked: a signal is unblocked when the last guard
+/// that wanted it is dropped, whatever the order of the drops, and a signal that was
+/// blocked before any guard (by other code) is never unblocked by one. Changes made to
+/// other signals in between are kept. A mask belongs to a thread, so the guard is neither
+/// `Send` nor `Sync`.
 ///
 /// Threads inherit the mask of the thread that spawns them: block in `main` before
 /// spawning anything, and keep the guard (or call [`SignalMask::keep`]) for as long as a
@@ -299,7 +301,7 @@ impl fmt::Debug for SignalSet {
 #[derive(Debug)]
 #[must_use = "the signals are unblocked again when the guard is dropped"]
 pub struct SignalMask {
-    /// The signals this guard blocked that were not blocked before.
+    /// The signals this guard holds a count on (see `HELD`): those it may unblock.
     added: SignalSet,
     /// A mask belongs to the thread that set it.
     _thread: PhantomData<*const ()>,
@@ -317,8 +319,21 @@ impl SignalMask {
         check_interceptable("pthread_sigmask", set)?;
         let before = sys::block(set.mask)
             .map_err(|e| Error::from_errno("pthread_sigmask", e.raw_os_error()).with_object(set))?;
+        let before = SignalSet::from_mask(before);
+        let mut added = SignalSet::empty();
+        HELD.with_borrow_mut(|held| {
+            for sig in set.iter() {
+                let count = &mut held[sig as usize];
+                // Counted if another guard already holds it, or if this guard is the one
+                // that blocked it; a signal other code had blocked is left to that code.
+                if *count > 0 || !before.contains(sig) {
+                    *count += 1;
+                    let _ = added.add(sig); // from a valid set: cannot fail
+                }
+            }
+        });
         Ok(SignalMask {
-            added: set.difference(&SignalSet::from_mask(before)),
+            added,
             _thread: PhantomData,
         })
     }
@@ -333,8 +348,8 @@ impl SignalMask {
         Ok(SignalSet::from_mask(mask))
     }
 
-    /// The signals this guard blocked that were not blocked before: those it unblocks
-    /// when dropped.
+    /// The signals this guard holds blocked (those not blocked by other code before the
+    /// first guard): each is unblocked when the last guard holding it is dropped.
     pub fn added(&self) -> SignalSet {
         self.added
     }
@@ -342,15 +357,31 @@ impl SignalMask {
     /// Leaves the signals blocked for the rest of the thread's life (and in the threads it
     /// spawns from now on).
     pub fn keep(mut self) {
+        // The counts stay taken, so no other guard's drop unblocks them either.
         self.added = SignalSet::empty();
     }
 }
 
+thread_local! {
+    /// Per signal, how many live guards of this thread hold it blocked.
+    static HELD: std::cell::RefCell<[u32; 65]> = const { std::cell::RefCell::new([0; 65]) };
+}
+
 impl Drop for SignalMask {
     fn drop(&mut self) {
-        if !self.added.is_empty() {
+        let mut release = SignalSet::empty();
+        HELD.with_borrow_mut(|held| {
+            for sig in self.added.iter() {
+                let count = &mut held[sig as usize];
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    let _ = release.add(sig); // from a valid set: cannot fail
+                }
+            }
+        });
+        if !release.is_empty() {
             // SIG_UNBLOCK of signals this thread blocked cannot fail.
-            let _ = sys::unblock(self.added.mask);
+            let _ = sys::unblock(release.mask);
         }
     }
 }
@@ -831,13 +862,14 @@ pub fn sigqueue(pid: u32, sig: i32, value: i32) -> Result<()> {
 ///
 /// A pidfd names one process for as long as it is open, even after the process has exited
 /// and its PID was given to another, so the signal can never reach the wrong process:
-/// once the process has been reaped the call fails with [`ErrorKind::PeerGone`]. (Between
-/// its exit and its reaping, a process is a zombie: the call succeeds and does nothing.) Get a pidfd from
-/// `pidfd_open` right after spawning a child (or from
+/// once the process has exited the call fails with [`ErrorKind::PeerGone`] and nothing is
+/// sent (even while it is a zombie, which the kernel would let accept the signal and
+/// ignore it). Signal 0 probes whether the process is still running. Get a pidfd from
+/// [`Pidfd`](crate::process::Pidfd) right after spawning a child (or from
 /// [`UnixSocketExt::peer_pidfd`](crate::unix::UnixSocketExt::peer_pidfd)).
 ///
 /// # Errors
-/// [`ErrorKind::PeerGone`] (`ESRCH`) when the process has exited and been reaped;
+/// [`ErrorKind::PeerGone`] when the process has exited;
 /// [`ErrorKind::PermissionDenied`] when it belongs to another user;
 /// [`ErrorKind::InvalidInput`] when `pidfd` is not a pidfd or `sig` not a signal;
 /// [`ErrorKind::Unsupported`] on kernels before Linux 5.1.
@@ -846,20 +878,7 @@ pub fn sigqueue(pid: u32, sig: i32, value: i32) -> Result<()> {
 /// - [pidfd_send_signal(2)](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
 #[doc(alias = "pidfd_send_signal")]
 pub fn send_via_pidfd(pidfd: impl AsFd, sig: i32) -> Result<()> {
-    check_signal("pidfd_send_signal", sig)?;
-    let fd = pidfd.as_fd();
-    sys::pidfd_send_signal(fd, sig).map_err(|e| {
-        let err = send_error("pidfd_send_signal", e, None, sig);
-        match e {
-            Errno::SRCH => err.with_hint(format!(
-                "the process has exited, so {} was not sent (and cannot reach whatever \
-                 process has its PID now)",
-                signal_name(sig)
-            )),
-            Errno::BADF | Errno::INVAL => err.with_hint("the descriptor is not a pidfd"),
-            _ => err,
-        }
-    })
+    crate::process::send_signal_fd(pidfd.as_fd(), sig, "pidfd")
 }
 
 /// Makes the child that `cmd` starts block `set` from its first instruction, so every
@@ -1129,18 +1148,15 @@ mod tests {
         let inner = SignalMask::block(&both).ok();
         assert_eq!(
             inner.as_ref().map(|m| m.added().iter().collect::<Vec<_>>()),
-            Some(vec![libc::SIGWINCH])
+            Some(vec![libc::SIGUSR2, libc::SIGWINCH])
         );
-        // Dropped out of order: the outer guard's signal goes, the inner one's stays.
+        // Dropped out of order: the inner guard still wants SIGUSR2, so it stays blocked.
         drop(outer);
         let now = SignalMask::blocked().unwrap_or_default();
-        assert!(!now.contains(libc::SIGUSR2) && now.contains(libc::SIGWINCH));
+        assert!(now.contains(libc::SIGUSR2) && now.contains(libc::SIGWINCH));
         drop(inner);
-        assert!(
-            !SignalMask::blocked()
-                .unwrap_or_default()
-                .contains(libc::SIGWINCH)
-        );
+        let now = SignalMask::blocked().unwrap_or_default();
+        assert!(!now.contains(libc::SIGUSR2) && !now.contains(libc::SIGWINCH));
     }
 
     #[test]

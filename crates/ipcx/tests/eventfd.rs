@@ -364,3 +364,30 @@ fn is_pollable_with_everything_else() {
     efd.write(MAX_COUNT - 1).unwrap();
     assert!(!ready(PollFlags::OUT).contains(PollFlags::OUT));
 }
+
+/// Review regression: every copy of an eventfd shares one `O_NONBLOCK` flag, so an
+/// adopted blocking eventfd is made blocking again only when the last ipcx handle of it
+/// goes; a clone outliving the original still never blocks in `try_read`.
+#[test]
+fn a_clone_of_an_adopted_eventfd_stays_non_blocking_until_the_last_handle_goes() {
+    let raw = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let outside = raw.try_clone().unwrap(); // another holder, outside ipcx
+    let adopted = EventFd::try_from(raw).unwrap();
+    let clone = adopted.try_clone().unwrap();
+    drop(adopted);
+    let nonblocking = |fd: &std::os::fd::OwnedFd| {
+        rustix::fs::fcntl_getfl(fd)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK)
+    };
+    assert!(
+        nonblocking(&outside),
+        "the clone still needs non-blocking mode"
+    );
+    assert_eq!(clone.try_read().unwrap_err().kind(), ErrorKind::WouldBlock);
+    drop(clone);
+    assert!(
+        !nonblocking(&outside),
+        "the last ipcx handle restored blocking mode"
+    );
+}

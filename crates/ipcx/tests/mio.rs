@@ -335,3 +335,86 @@ fn posix_mq_events_from_a_child() {
     q.try_send(b"y", 0).unwrap();
     poll.registry().deregister(&mut q).unwrap();
 }
+
+/// Waits (bounded) for an event with `token` on `poll`.
+fn wait_event(poll: &mut Poll, token: Token) {
+    let mut events = Events::with_capacity(8);
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < common::CHILD_LIMIT,
+            "no event for {token:?}"
+        );
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        if events.iter().any(|e| e.token() == token && e.is_readable()) {
+            return;
+        }
+    }
+}
+
+/// An eventfd written by a child and the child's pidfd, registered with mio; then a
+/// signalfd and a signal pipe, woken by signals to this thread.
+#[test]
+fn eventfd_pidfd_signalfd_and_signal_pipe_register_with_mio() {
+    use ipcx::eventfd::EventFd;
+    use ipcx::process::Pidfd;
+    use ipcx::signal::{SignalFd, SignalMask, SignalPipe, SignalSet};
+    use mio::event::Source;
+
+    if common::role().is_some() {
+        let events = EventFd::try_from(stdin_fd()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        events.write(2).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        return; // then exit: the pidfd becomes readable
+    }
+    let mut poll = Poll::new().unwrap();
+    let mut events = EventFd::new(0).unwrap();
+    let theirs = OwnedFd::from(events.try_clone().unwrap());
+    let mut cmd = common::child(
+        "eventfd_pidfd_signalfd_and_signal_pipe_register_with_mio",
+        "writer",
+        &[],
+    );
+    cmd.stdin(Stdio::from(theirs));
+    let child = cmd.spawn().unwrap();
+    let mut pidfd = Pidfd::from_child(&child).unwrap();
+    events
+        .register(poll.registry(), Token(1), Interest::READABLE)
+        .unwrap();
+    pidfd
+        .register(poll.registry(), Token(2), Interest::READABLE)
+        .unwrap();
+    wait_event(&mut poll, Token(1));
+    assert_eq!(events.try_read().unwrap(), 2);
+    wait_event(&mut poll, Token(2));
+    assert!(pidfd.has_exited());
+    let out = common::finish(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Thread-directed signals reach this thread's signalfd; a handler-style signal
+    // reaches the signal pipe whichever thread takes it.
+    let set = SignalSet::new(&[libc::SIGWINCH]).unwrap();
+    let _mask = SignalMask::block(&set).unwrap();
+    let mut signals = SignalFd::new(&set).unwrap();
+    signals
+        .register(poll.registry(), Token(3), Interest::READABLE)
+        .unwrap();
+    // SAFETY: pthread_kill to this very thread, with a signal it blocks.
+    unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGWINCH) };
+    wait_event(&mut poll, Token(3));
+    assert_eq!(signals.try_read().unwrap().signal, libc::SIGWINCH);
+
+    let mut pipe = SignalPipe::register(&[libc::SIGURG]).unwrap();
+    pipe.register(poll.registry(), Token(4), Interest::READABLE)
+        .unwrap();
+    // SAFETY: raise takes a signal number; SIGURG's handler is signal-hook's.
+    unsafe { libc::raise(libc::SIGURG) };
+    wait_event(&mut poll, Token(4));
+    assert!(pipe.try_read().unwrap().contains(libc::SIGURG));
+}

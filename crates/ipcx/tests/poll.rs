@@ -135,7 +135,7 @@ fn a_peer_that_exits_while_the_parent_waits_is_seen_on_both_pipe_ends_and_its_pi
     while seen.len() < 3 {
         assert!(start.elapsed() < common::CHILD_LIMIT, "saw only {seen:?}");
         // Blocks in poll while the child sleeps, then wakes as it exits.
-        for ready in set.wait().unwrap() {
+        for ready in set.wait_timeout(common::CHILD_LIMIT).unwrap() {
             if ready.index == w {
                 assert!(ready.error, "{ready:?}");
                 seen.insert("writer error");

@@ -149,7 +149,11 @@ fn an_unrelated_process_is_watched_and_signalled_by_its_process_id() {
     pidfd.wait_exit_timeout(common::CHILD_LIMIT).unwrap();
     let after = pidfd.send_signal(libc::SIGTERM).unwrap_err();
     assert_eq!(after.kind(), ErrorKind::PeerGone);
-    assert_eq!(after.errno(), Some(libc::ESRCH));
+    assert_eq!(
+        after.errno(),
+        None,
+        "ipcx saw the exit itself; nothing reached the kernel"
+    );
 
     let out = common::finish(middle);
     assert!(out.status.success(), "{out:?}");
@@ -224,7 +228,7 @@ fn a_signal_after_exit_is_peer_gone_and_never_sent() {
     // A zombie: kill(2) would "succeed" and do nothing; the pidfd says it is gone.
     let zombie = pidfd.kill().unwrap_err();
     assert_eq!(zombie.kind(), ErrorKind::PeerGone);
-    assert_eq!(zombie.errno(), Some(libc::ESRCH));
+    assert_eq!(zombie.errno(), None, "refused before the kernel call");
     assert!(
         zombie
             .to_string()

@@ -68,7 +68,12 @@ async fn eventfd_counts_from_a_child_and_a_dropped_read_loses_nothing() {
     cmd.stdin(Stdio::from(theirs));
     let child = cmd.spawn().unwrap();
     let mut total = 0;
+    let start = std::time::Instant::now();
     while total < 5 {
+        assert!(
+            start.elapsed() < common::CHILD_LIMIT,
+            "only {total} of 5 counted"
+        );
         // Reads that time out between the child's writes are dropped: no count is lost.
         if let Ok(n) = timeout(SHORT, events.read()).await {
             total += n.unwrap();
@@ -197,4 +202,95 @@ async fn signal_mask_guard_and_signalfd_registration_outside_threads_is_refused(
     let _mask = SignalMask::block(&set).unwrap();
     let signals = AsyncSignalFd::new(SignalFd::new(&set).unwrap()).unwrap();
     assert!(timeout(SHORT, signals.recv()).await.is_err());
+}
+
+#[test]
+fn signalfd_on_a_multi_thread_runtime_needs_the_mask_before_the_workers() {
+    // The workers inherit the mask of the thread that starts them: blocked before the
+    // runtime exists, a process-directed signal reaches the signalfd (and a recv dropped
+    // by a timeout before it arrives loses nothing); started first, the workers do not
+    // block it and `threads_not_blocking` names them.
+    match common::role().as_deref() {
+        Some("blocked-first") => {
+            let set = SignalSet::new(&[libc::SIGUSR1]).unwrap();
+            let signals = SignalFd::new(&set).unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let signals = AsyncSignalFd::new(signals).unwrap();
+                assert!(timeout(SHORT, signals.recv()).await.is_err(), "nothing yet");
+                common::say("ready");
+                let info = timeout(common::CHILD_LIMIT, signals.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                common::say(format!("value {}", info.value));
+            });
+            return;
+        }
+        Some("runtime-first") => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ipcx-worker")
+                .enable_all()
+                .build()
+                .unwrap();
+            // tokio starts its workers in the background: wait until both exist.
+            let start = std::time::Instant::now();
+            while worker_threads() < 2 {
+                assert!(
+                    start.elapsed() < common::CHILD_LIMIT,
+                    "the workers never started"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let set = SignalSet::new(&[libc::SIGUSR1]).unwrap();
+            let _mask = SignalMask::block(&set).unwrap();
+            let bad = ipcx::signal::threads_not_blocking(&set).unwrap();
+            let workers = bad
+                .iter()
+                .filter(|t| t.name.starts_with("ipcx-worker"))
+                .count();
+            common::say(format!("workers not blocking: {workers}"));
+            drop(rt);
+            return;
+        }
+        _ => {}
+    }
+    let set = SignalSet::new(&[libc::SIGUSR1]).unwrap();
+    let mut cmd = common::child(
+        "signalfd_on_a_multi_thread_runtime_needs_the_mask_before_the_workers",
+        "blocked-first",
+        &[],
+    );
+    block_in_child(&mut cmd, &set).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    wait_ready(&mut child);
+    sigqueue(child.id(), libc::SIGUSR1, 5).unwrap();
+    let out = common::finish(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::reports(&out), "value 5");
+
+    let said = common::run_ok(common::child(
+        "signalfd_on_a_multi_thread_runtime_needs_the_mask_before_the_workers",
+        "runtime-first",
+        &[],
+    ));
+    assert_eq!(said, "workers not blocking: 2");
+}
+
+/// How many threads of this process are named `ipcx-worker`.
+fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "ipcx-worker")
+        .count()
 }

@@ -210,11 +210,6 @@ pub(crate) fn kill(pid: rustix::process::Pid, sig: i32) -> rustix::io::Result<()
     rustix::process::kill_process(pid, rustix_signal(sig))
 }
 
-/// `pidfd_send_signal(pidfd, sig, NULL, 0)` for a checked signal.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> rustix::io::Result<()> {
-    rustix::process::pidfd_send_signal(pidfd, rustix_signal(sig))
-}
-
 /// `sigqueue(pid, sig, value)` with `value` as the `sival_int` of the union.
 pub(crate) fn sigqueue(pid: rustix::process::Pid, sig: i32, value: i32) -> rustix::io::Result<()> {
     let mut val = MaybeUninit::<libc::sigval>::zeroed();

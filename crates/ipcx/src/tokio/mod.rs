@@ -10,6 +10,10 @@
 //! | [`AsyncSeqpacket`] | [`Seqpacket`](crate::unix::Seqpacket) | `send`, `recv`: whole messages |
 //! | [`AsyncSeqpacketListener`] | [`SeqpacketListener`](crate::unix::SeqpacketListener), or the [`SocketFile`](crate::unix::SocketFile) that owns one | `accept` |
 //! | [`AsyncMessageQueue`] | [`MessageQueue`](crate::mq::posix::MessageQueue) (POSIX) | `send(msg, prio)`, `recv(buf) -> (len, prio)` |
+//! | [`AsyncEventFd`] | [`EventFd`](crate::eventfd::EventFd) | `read`, `write(n)` |
+//! | [`AsyncSignalFd`] | [`SignalFd`](crate::signal::SignalFd) | `recv() -> SignalInfo` |
+//! | [`AsyncSignalPipe`] | [`SignalPipe`](crate::signal::SignalPipe) | `recv() -> SignalSet` |
+//! | [`AsyncPidfd`] | [`Pidfd`](crate::process::Pidfd) | `exited()`, `exit_status()` |
 //!
 //! tokio's own types cover the rest: `tokio::net::{UnixStream, UnixDatagram,
 //! UnixListener}` take std's sockets (which ipcx's [`unix`](crate::unix) functions return)
