@@ -5,6 +5,7 @@
 //! `// SAFETY:` comment, why every precondition holds.
 #![allow(unsafe_code)]
 
+pub(crate) mod lock;
 pub(crate) mod mq;
 pub(crate) mod msg;
 pub(crate) mod sem;
