@@ -442,7 +442,8 @@ impl StreamReceiver {
             }
             Source::Unix { listener, conn } => {
                 if conn.is_none() {
-                    let fd = accept(listener.as_fd(), deadline, label)?;
+                    let fd = accept(listener.as_fd(), deadline, label)
+                        .map_err(|e| recv_error(e, label, deadline))?;
                     *conn = Some(UnixStream::from(fd));
                     decoder.reset();
                 }
@@ -462,7 +463,8 @@ impl StreamReceiver {
                 nodelay,
             } => {
                 if conn.is_none() {
-                    let fd = accept(listener.as_fd(), deadline, label)?;
+                    let fd = accept(listener.as_fd(), deadline, label)
+                        .map_err(|e| recv_error(e, label, deadline))?;
                     let stream = TcpStream::from(fd);
                     let _ = stream.set_nodelay(*nodelay);
                     *conn = Some(stream);
