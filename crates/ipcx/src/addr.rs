@@ -35,8 +35,7 @@
 //! options both use (`max`, `type`) must agree.
 //!
 //! Names and paths are validated as the objects themselves validate them
-//! ([`PosixName`], [`check_path`](crate::name::check_path),
-//! [`check_socket_path`](crate::name::check_socket_path)), so a bad name fails here,
+//! ([`PosixName`], [`crate::name::check_path`], [`crate::name::check_socket_path`]), so a bad name fails here,
 //! before any system call, with [`ErrorKind::InvalidName`].
 //!
 //! A path that contains `?` or `%`, a control character or bytes that are not UTF-8 is

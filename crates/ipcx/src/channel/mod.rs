@@ -70,7 +70,7 @@
 //! | `udp:H:P` | the bound port | kernel's | 65507 (IPv4), 65527 (IPv6) | **cannot tell** | `ECONNREFUSED`, from the ICMP error of an earlier datagram |
 //! | `mq:/NAME` | the queue (`mq_open`, `mq_unlink`) | kernel's | `msgsize` (`mq_msgsize`) | **cannot tell** | when a send finds the queue full and unlinked |
 //! | `sysv-mq:KEY` | the queue (`msgget`, `IPC_RMID`) | kernel's | `/proc/sys/kernel/msgmax` (and the queue's `msg_qbytes`) | **cannot tell** | the queue is removed (`EIDRM`) |
-//! | `shm:/NAME` | the object (`shm_open`, `shm_unlink`) | slots | `max`, 64 KiB | at once on a clean exit; within 50 ms on a crash (a lock byte) | the same |
+//! | `shm:/NAME` | the object (`shm_open`, `shm_unlink`) | slots | `max`, 64 KiB | within about 50 ms, clean exit or crash (a state word and a lock byte) | the same |
 //! | `ring:`, `mailbox:` | — | — | — | — | — (not yet available: [`ErrorKind::Unsupported`]) |
 //!
 //! Where the receiver cannot tell, its waits run until their timeout; use a timeout, or
@@ -100,7 +100,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use mq::{MqReceiver, MqSender, SysvMqReceiver, SysvMqSender};
-pub use shm::{ShmReceiver, ShmSender};
+pub use shm::{DEFAULT_SHM_CAPACITY, DEFAULT_SHM_MAX, ShmReceiver, ShmSender};
 pub use socket::{
     DEFAULT_SOCKET_MAX, DatagramReceiver, DatagramSender, SeqpacketReceiver, SeqpacketSender,
     UDP_MAX_V4, UDP_MAX_V6,

@@ -1,40 +1,5 @@
 //! `shm:/NAME`: a mailbox of message slots in POSIX shared memory, counted by two
 //! process-shared semaphores.
-//!
-//! # Layout
-//!
-//! ```text
-//! offset 0    u32 magic "IXSH" (published last, with release ordering)
-//!        4    u32 version (1)
-//!        8    u32 capacity: number of slots
-//!        16   u64 max: payload bytes per slot
-//!        24   u32 sender state: 0 none yet, 1 attached, 2 closed
-//!        28   u32 receiver state: 1 open, 2 closed
-//! 64          UnnamedSemaphore `empty` (starts at capacity)
-//! 64 + S      UnnamedSemaphore `full` (starts at 0)     S = SIZE rounded up to 64
-//! 64 + 2S     capacity slots of round_up(8 + max, 64) bytes: u64 length, then payload
-//! ```
-//!
-//! The sender waits on `empty`, writes slot `i % capacity` (length, then payload) and
-//! posts `full`; the receiver waits on `full`, reads the slot and posts `empty`. Both
-//! keep their own index; `sem_post` publishes with release ordering and `sem_wait`
-//! acquires, so a slot's bytes are complete when its `full` is taken.
-//!
-//! # Trust and liveness
-//!
-//! The receiver creates and owns the object; a sender reads the header once, checks every
-//! field against the object's real size before using it, and the receiver checks each
-//! slot's length against its own copy of `max` before copying (reliability items 9 and
-//! 10): a corrupt length is [`ErrorKind::Corrupt`], never an out-of-bounds read. The
-//! semaphores themselves live in the shared memory, so a process that can write it can
-//! disturb them (see [`UnnamedSemaphore`]): this transport is for cooperating processes.
-//!
-//! A channel carries one sender for its whole life (a second is refused). Each side
-//! holds an open-file-description lock on one byte of the object (receiver byte 0,
-//! sender byte 1), which the kernel releases when the process dies however it dies. A
-//! side that closes cleanly also marks its state word; a side whose wait runs longer
-//! than 50 ms checks the other's state and lock, so a vanished peer is reported as
-//! [`ErrorKind::PeerGone`] at once after a clean close and within about 50 ms of a crash.
 
 use std::fmt;
 use std::os::fd::AsFd;
@@ -202,8 +167,40 @@ fn receiver_gone(s: &Shared) -> Result<Option<&'static str>> {
 /// The receiving side of `shm:/NAME`: creates the shared memory object (exclusively,
 /// with the address's `mode`, `capacity` slots of `max` bytes) and unlinks it on drop.
 ///
-/// See the [module documentation](self) for the layout and what the peers can and cannot
-/// do to each other.
+/// # Layout
+///
+/// ```text
+/// offset 0    u32 magic "IXSH" (published last, with release ordering)
+///        4    u32 version (1)
+///        8    u32 capacity: number of slots
+///        16   u64 max: payload bytes per slot
+///        24   u32 sender state: 0 none yet, 1 attached, 2 closed
+///        28   u32 receiver state: 1 open, 2 closed
+/// 64          UnnamedSemaphore `empty` (starts at capacity)
+/// 64 + S      UnnamedSemaphore `full` (starts at 0)     S = SIZE rounded up to 64
+/// 64 + 2S     capacity slots of round_up(8 + max, 64) bytes: u64 length, then payload
+/// ```
+///
+/// The sender waits on `empty`, writes slot `i % capacity` (length, then payload) and
+/// posts `full`; the receiver waits on `full`, reads the slot and posts `empty`. Both
+/// keep their own index; `sem_post` publishes with release ordering and `sem_wait`
+/// acquires, so a slot's bytes are complete when its `full` is taken.
+///
+/// # Trust and liveness
+///
+/// The receiver creates and owns the object; a sender reads the header once, checks every
+/// field against the object's real size before using it, and the receiver checks each
+/// slot's length against its own copy of `max` before copying (reliability items 9 and
+/// 10): a corrupt length is [`ErrorKind::Corrupt`], never an out-of-bounds read. The
+/// semaphores themselves live in the shared memory, so a process that can write it can
+/// disturb them (see [`UnnamedSemaphore`]): this transport is for cooperating processes.
+///
+/// A channel carries one sender for its whole life (a second is refused). Each side
+/// holds an open-file-description lock on one byte of the object (receiver byte 0,
+/// sender byte 1), which the kernel releases when the process dies however it dies. A
+/// side that closes cleanly also marks its state word; a side whose wait runs longer
+/// than 50 ms checks the other's state and lock, so a vanished peer is reported as
+/// [`ErrorKind::PeerGone`] within about 50 ms, whether it closed cleanly or crashed.
 pub struct ShmReceiver {
     shared: Shared,
     index: u64,

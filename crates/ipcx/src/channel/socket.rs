@@ -207,7 +207,7 @@ impl DatagramReceiver {
                 let port = sock.local_addr().op_on("getsockname", addr)?.port();
                 Ok(DatagramReceiver {
                     bound: Bound::Udp(sock),
-                    label: addr.clone(),
+                    label: addr.with_port(port),
                     address: addr.with_port(port),
                     max: if target.is_ipv4() {
                         UDP_MAX_V4

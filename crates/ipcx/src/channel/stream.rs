@@ -419,7 +419,8 @@ impl StreamReceiver {
             }
             _ => unreachable!("only byte-stream addresses reach StreamReceiver"),
         };
-        let mut rx = StreamReceiver::new(source, addr.clone(), max);
+        let label = bound.clone().unwrap_or_else(|| addr.clone());
+        let mut rx = StreamReceiver::new(source, label, max);
         rx.bound = bound;
         Ok(rx)
     }
