@@ -816,6 +816,34 @@ fn stream_channel_over_an_anonymous_pipe() {
     assert_eq!(err.kind(), ErrorKind::PeerGone);
 }
 
+/// Reliability 18: signals during a wait never surface as errors nor cut the timeout
+/// short, on the transports whose waits are built differently (poll on a socket, slices
+/// of semaphore waits, queue readiness, System V polling).
+#[test]
+fn signals_do_not_cut_waits_short() {
+    let dir = common::tempdir();
+    let mq = common::unique_name("mq");
+    let shm = common::unique_name("shm");
+    let key = common::unique_key("sysv-msg");
+    for text in [
+        format!("unix:{}/sig", dir.path().display()),
+        format!("shm:{shm}"),
+        format!("mq:{mq}?capacity=2&msgsize=64"),
+        format!("sysv-mq:{}", key.raw()),
+    ] {
+        let addr: Address = text.parse().unwrap();
+        let mut rx = channel::receiver(&addr).unwrap();
+        let mut buf = vec![0u8; rx.max_message()];
+        let start = Instant::now();
+        let (result, signals) =
+            common::under_signal_storm(|| rx.recv_timeout(&mut buf, Duration::from_millis(300)));
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{text}: {err}");
+        assert!(start.elapsed() >= Duration::from_millis(300), "{text}");
+        assert!(signals > 0, "{text}: no signal arrived during the wait");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The address grammar
 // ---------------------------------------------------------------------------------------
