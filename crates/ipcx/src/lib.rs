@@ -55,6 +55,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod addr;
+pub mod channel;
 mod error;
 pub mod eventfd;
 pub mod fifo;

@@ -1,0 +1,662 @@
+//! Framed channels over byte streams: pipes, FIFOs, Unix stream sockets and TCP.
+
+use std::fmt;
+use std::io::IoSlice;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use rustix::event::PollFlags;
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketType};
+
+use super::frame::{self, DEFAULT_MAX, Decoder, HEADER_LEN};
+use super::{Receiver, Sender, forms, recv_error, send_error, too_large, until_receiver};
+use crate::addr::{Address, Transport};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::fifo::{Fifo, FifoOptions};
+use crate::net::TcpOptions;
+use crate::pipe::{PipeReader, PipeWriter};
+use crate::sys::sigpipe;
+use crate::unix::{BindOptions, SocketFile};
+use crate::wait::{Deadline, poll_now, retry};
+
+/// Where a framed sender writes.
+#[derive(Debug)]
+enum Sink {
+    Pipe(PipeWriter),
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Sink {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sink::Pipe(p) => p.as_fd(),
+            Sink::Unix(s) => s.as_fd(),
+            Sink::Tcp(s) => s.as_fd(),
+        }
+    }
+
+    /// One vectored write of at least one byte, waiting for room until `deadline`.
+    fn write(&self, bufs: &[IoSlice<'_>], deadline: Deadline, label: &Address) -> Result<usize> {
+        let fd = self.fd();
+        let waits = [(fd, PollFlags::OUT)];
+        match self {
+            Sink::Pipe(_) => retry(&waits, deadline, "write", label, || {
+                sigpipe::suppress(|| rustix::io::writev(fd, bufs))
+            }),
+            Sink::Unix(_) | Sink::Tcp(_) => retry(&waits, deadline, "send", label, || {
+                rustix::net::sendmsg(
+                    fd,
+                    bufs,
+                    &mut SendAncillaryBuffer::default(),
+                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                )
+            }),
+        }
+        .map_err(|e| match e.errno() {
+            Some(libc::EPIPE | libc::ECONNRESET) => e.with_hint("the receiver closed the channel"),
+            _ => e,
+        })
+    }
+}
+
+/// The sending side of a framed byte stream: `pipe:`, `fifo:`, `unix:` or `tcp:`.
+///
+/// Each message goes out as one [`frame`](super::frame) (an 8-byte header and the
+/// payload) in one vectored write where the stream has room. If a
+/// [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout) runs out of
+/// room after part of a frame went out, the rest of it (at most one message) is kept and
+/// the send returns `Ok`; the next send, or [`flush`](Sender::flush), writes it first.
+/// Dropping the sender tries once, without waiting, to write a kept tail.
+///
+/// On a FIFO with several senders, frames of up to `PIPE_BUF` (4096) bytes less the
+/// 8-byte header are written atomically and never interleave; larger ones can, which the
+/// receiver reports as [`ErrorKind::Corrupt`]. Give each FIFO one sender, or keep
+/// messages small.
+pub struct StreamSender {
+    sink: Sink,
+    label: Address,
+    max: usize,
+    /// The unsent tail of the last frame, from `tail_pos` on.
+    tail: Vec<u8>,
+    tail_pos: usize,
+}
+
+impl StreamSender {
+    /// A sender that frames messages on the write end of a pipe (for instance a child's
+    /// stdin, adopted with `PipeWriter::try_from`), with the default cap of 16 MiB.
+    pub fn from_pipe(writer: PipeWriter) -> StreamSender {
+        StreamSender::new(Sink::Pipe(writer), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// A sender on a connected Unix stream socket.
+    pub fn from_unix(stream: UnixStream) -> StreamSender {
+        StreamSender::new(Sink::Unix(stream), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// A sender on a connected TCP stream.
+    pub fn from_tcp(stream: TcpStream) -> StreamSender {
+        StreamSender::new(Sink::Tcp(stream), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// Sets the cap on one message (default 16 MiB); the receiver must use the same or a
+    /// larger one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] above the frame's limit, 4 GiB − 1.
+    pub fn with_max_message(mut self, max: usize) -> Result<StreamSender> {
+        check_max(max, &self.label)?;
+        self.max = max;
+        Ok(self)
+    }
+
+    fn new(sink: Sink, label: Address, max: usize) -> StreamSender {
+        StreamSender {
+            sink,
+            label,
+            max,
+            tail: Vec::new(),
+            tail_pos: 0,
+        }
+    }
+
+    pub(crate) fn open(addr: &Address, deadline: Deadline) -> Result<StreamSender> {
+        let max = addr.options().max.unwrap_or(DEFAULT_MAX);
+        check_max(max, addr)?;
+        let sink = match addr.transport() {
+            Transport::Pipe => {
+                let fd = dup_stdio(std::io::stdout().as_fd(), "stdout", addr)?;
+                match stream_kind(&fd, "stdout", addr)? {
+                    Kind::Pipe => {
+                        Sink::Pipe(PipeWriter::try_from(fd).map_err(|e| e.with_object(addr))?)
+                    }
+                    Kind::Unix => Sink::Unix(UnixStream::from(fd)),
+                    Kind::Tcp => Sink::Tcp(TcpStream::from(fd)),
+                }
+            }
+            Transport::Fifo => {
+                let path = addr
+                    .path()
+                    .unwrap_or_else(|| unreachable!("fifo addresses have a path"));
+                until_receiver(addr, deadline, |deadline| {
+                    let fifo = Fifo::open(path)?;
+                    let writer = match deadline {
+                        Deadline::Now => fifo.try_open_writer(),
+                        Deadline::Never => fifo.open_writer(),
+                        Deadline::At(..) => fifo.open_writer_timeout(left(deadline)),
+                    }?;
+                    Ok(Sink::Pipe(writer))
+                })?
+            }
+            Transport::Unix => {
+                let path = addr
+                    .path()
+                    .unwrap_or_else(|| unreachable!("unix addresses have a path"));
+                until_receiver(addr, deadline, |deadline| {
+                    crate::unix::connect_socket(path, SocketType::STREAM, deadline)
+                        .map(|fd| Sink::Unix(UnixStream::from(fd)))
+                })?
+            }
+            Transport::Tcp => {
+                let nodelay = addr.options().nodelay.unwrap_or(true);
+                let targets = resolve(addr)?;
+                until_receiver(addr, deadline, |deadline| {
+                    let budget = match deadline {
+                        // Not waiting for a receiver to appear, only for one that is
+                        // there to finish the handshake.
+                        Deadline::Now => Duration::from_secs(1),
+                        Deadline::Never => Duration::from_secs(3600),
+                        Deadline::At(..) => left(deadline),
+                    };
+                    let mut last = None;
+                    for target in &targets {
+                        match TcpOptions::new().nodelay(nodelay).connect(*target, budget) {
+                            Ok(s) => return Ok(Sink::Tcp(s)),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    Err(last.unwrap_or_else(|| Error::new("connect", ErrorKind::NotFound)))
+                })?
+            }
+            _ => unreachable!("only byte-stream addresses reach StreamSender"),
+        };
+        Ok(StreamSender::new(sink, addr.clone(), max))
+    }
+
+    fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
+        if msg.len() > self.max {
+            return Err(too_large(
+                &self.label,
+                msg.len(),
+                self.max,
+                "the channel's `max` option",
+            ));
+        }
+        self.flush_until(deadline)
+            .map_err(|e| send_error(e, &self.label, deadline))?;
+        let header = frame::encode_header(msg.len())?;
+        let total = HEADER_LEN + msg.len();
+        let mut done = 0;
+        while done < total {
+            let slices = if done < HEADER_LEN {
+                [IoSlice::new(&header[done..]), IoSlice::new(msg)]
+            } else {
+                [IoSlice::new(&msg[done - HEADER_LEN..]), IoSlice::new(&[])]
+            };
+            match self.sink.write(&slices, deadline, &self.label) {
+                Ok(n) => done += n,
+                Err(e)
+                    if done > 0
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    // Part of the frame is out: the message is committed. Keep the rest.
+                    self.tail.clear();
+                    self.tail_pos = 0;
+                    if done < HEADER_LEN {
+                        self.tail.extend_from_slice(&header[done..]);
+                        self.tail.extend_from_slice(msg);
+                    } else {
+                        self.tail.extend_from_slice(&msg[done - HEADER_LEN..]);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(send_error(e, &self.label, deadline)),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_until(&mut self, deadline: Deadline) -> Result<()> {
+        while self.tail_pos < self.tail.len() {
+            let n = self.sink.write(
+                &[IoSlice::new(&self.tail[self.tail_pos..])],
+                deadline,
+                &self.label,
+            )?;
+            self.tail_pos += n;
+        }
+        self.tail.clear();
+        self.tail_pos = 0;
+        Ok(())
+    }
+}
+
+impl Sender for StreamSender {
+    forms!(sender);
+
+    fn max_message(&self) -> usize {
+        self.max
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.flush_until(Deadline::Never)
+            .map_err(|e| send_error(e, &self.label, Deadline::Never))
+    }
+
+    fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        self.flush_until(deadline)
+            .map_err(|e| send_error(e, &self.label, deadline))
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        let _ = self.flush_until(Deadline::Now);
+    }
+}
+
+impl fmt::Debug for StreamSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSender")
+            .field("address", &self.label.to_string())
+            .field("max", &self.max)
+            .field("unsent", &(self.tail.len() - self.tail_pos))
+            .finish()
+    }
+}
+
+/// Where a framed receiver reads.
+enum Source {
+    Pipe(PipeReader),
+    /// The reader is declared first, so it closes before the owner removes the FIFO.
+    Fifo {
+        reader: PipeReader,
+        _fifo: Fifo,
+    },
+    Unix {
+        listener: SocketFile<UnixListener>,
+        conn: Option<UnixStream>,
+    },
+    Tcp {
+        listener: TcpListener,
+        conn: Option<TcpStream>,
+        nodelay: bool,
+    },
+    UnixConn(UnixStream),
+    TcpConn(TcpStream),
+}
+
+/// The receiving side of a framed byte stream: `pipe:`, `fifo:`, `unix:` or `tcp:`.
+///
+/// Reads ahead up to 64 KiB at a time, so one system call can bring several small
+/// messages, and reads large messages straight into the caller's buffer. A message
+/// above the cap is refused from its header, before anything is allocated, as
+/// [`ErrorKind::Corrupt`]; the stream is then out of step and every later receive repeats
+/// the error (for `unix:` and `tcp:`, the connection is dropped and the next receive
+/// waits for a new sender). The end of the stream between messages is
+/// [`ErrorKind::PeerGone`]; inside one, `PeerGone` naming how much of it arrived.
+///
+/// `unix:` and `tcp:` receivers accept their sender in the first receive, and the next
+/// one after a sender has gone. A `fifo:` receiver sees the end of the stream when the
+/// last sender closes; a later sender can open the FIFO again.
+pub struct StreamReceiver {
+    source: Source,
+    decoder: Decoder,
+    label: Address,
+    bound: Option<Address>,
+}
+
+impl StreamReceiver {
+    /// A receiver of framed messages from the read end of a pipe (for instance a child's
+    /// stdout, adopted with `PipeReader::try_from`), with the default cap of 16 MiB.
+    pub fn from_pipe(reader: PipeReader) -> StreamReceiver {
+        StreamReceiver::new(Source::Pipe(reader), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// A receiver on a connected Unix stream socket.
+    pub fn from_unix(stream: UnixStream) -> StreamReceiver {
+        StreamReceiver::new(Source::UnixConn(stream), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// A receiver on a connected TCP stream.
+    pub fn from_tcp(stream: TcpStream) -> StreamReceiver {
+        StreamReceiver::new(Source::TcpConn(stream), Address::pipe(), DEFAULT_MAX)
+    }
+
+    /// Sets the cap on one message (default 16 MiB).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] above the frame's limit, 4 GiB − 1.
+    pub fn with_max_message(mut self, max: usize) -> Result<StreamReceiver> {
+        check_max(max, &self.label)?;
+        self.decoder = Decoder::new(max);
+        Ok(self)
+    }
+
+    fn new(source: Source, label: Address, max: usize) -> StreamReceiver {
+        StreamReceiver {
+            source,
+            decoder: Decoder::new(max),
+            label,
+            bound: None,
+        }
+    }
+
+    pub(crate) fn open(addr: &Address) -> Result<StreamReceiver> {
+        let max = addr.options().max.unwrap_or(DEFAULT_MAX);
+        check_max(max, addr)?;
+        let mode = addr.options().mode.unwrap_or(0o600);
+        let mut bound = Some(addr.clone());
+        let source = match addr.transport() {
+            Transport::Pipe => {
+                let fd = dup_stdio(std::io::stdin().as_fd(), "stdin", addr)?;
+                match stream_kind(&fd, "stdin", addr)? {
+                    Kind::Pipe => {
+                        Source::Pipe(PipeReader::try_from(fd).map_err(|e| e.with_object(addr))?)
+                    }
+                    Kind::Unix => Source::UnixConn(UnixStream::from(fd)),
+                    Kind::Tcp => Source::TcpConn(TcpStream::from(fd)),
+                }
+            }
+            Transport::Fifo => {
+                let path = addr
+                    .path()
+                    .unwrap_or_else(|| unreachable!("fifo addresses have a path"));
+                let fifo = FifoOptions::new()
+                    .mode(mode)
+                    .create(path)
+                    .map_err(|e| e.with_object(addr))?;
+                let reader = fifo.open_reader().map_err(|e| e.with_object(addr))?;
+                Source::Fifo {
+                    reader,
+                    _fifo: fifo,
+                }
+            }
+            Transport::Unix => {
+                let path = addr
+                    .path()
+                    .unwrap_or_else(|| unreachable!("unix addresses have a path"));
+                let listener = BindOptions::new()
+                    .mode(mode)
+                    .listen(path)
+                    .map_err(|e| e.with_object(addr))?;
+                Source::Unix {
+                    listener,
+                    conn: None,
+                }
+            }
+            Transport::Tcp => {
+                let target = *resolve(addr)?
+                    .first()
+                    .unwrap_or_else(|| unreachable!("resolve returns at least one address"));
+                let nodelay = addr.options().nodelay.unwrap_or(true);
+                let listener = TcpOptions::new()
+                    .nodelay(nodelay)
+                    .bind(target)
+                    .map_err(|e| e.with_object(addr))?;
+                let port = listener.local_addr().op_on("getsockname", addr)?.port();
+                bound = Some(addr.with_port(port));
+                Source::Tcp {
+                    listener,
+                    conn: None,
+                    nodelay,
+                }
+            }
+            _ => unreachable!("only byte-stream addresses reach StreamReceiver"),
+        };
+        let label = bound.clone().unwrap_or_else(|| addr.clone());
+        let mut rx = StreamReceiver::new(source, label, max);
+        rx.bound = bound;
+        Ok(rx)
+    }
+
+    fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+        let label = &self.label;
+        let decoder = &mut self.decoder;
+        let result = match &mut self.source {
+            Source::Pipe(reader) | Source::Fifo { reader, .. } => {
+                let fd = reader.as_fd();
+                decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label))
+            }
+            Source::UnixConn(s) => {
+                let fd = s.as_fd();
+                decoder.read_message(buf, &mut |b| read_socket(fd, b, deadline, label))
+            }
+            Source::TcpConn(s) => {
+                let fd = s.as_fd();
+                decoder.read_message(buf, &mut |b| read_socket(fd, b, deadline, label))
+            }
+            Source::Unix { listener, conn } => {
+                if conn.is_none() {
+                    let fd = accept(listener.as_fd(), deadline, label)
+                        .map_err(|e| recv_error(e, label, deadline))?;
+                    *conn = Some(UnixStream::from(fd));
+                    decoder.reset();
+                }
+                let fd = conn
+                    .as_ref()
+                    .map(|c| c.as_fd())
+                    .unwrap_or_else(|| unreachable!());
+                let r = decoder.read_message(buf, &mut |b| read_socket(fd, b, deadline, label));
+                if ends_connection(&r) {
+                    *conn = None;
+                }
+                r
+            }
+            Source::Tcp {
+                listener,
+                conn,
+                nodelay,
+            } => {
+                if conn.is_none() {
+                    let fd = accept(listener.as_fd(), deadline, label)
+                        .map_err(|e| recv_error(e, label, deadline))?;
+                    let stream = TcpStream::from(fd);
+                    let _ = stream.set_nodelay(*nodelay);
+                    *conn = Some(stream);
+                    decoder.reset();
+                }
+                let fd = conn
+                    .as_ref()
+                    .map(|c| c.as_fd())
+                    .unwrap_or_else(|| unreachable!());
+                let r = decoder.read_message(buf, &mut |b| read_socket(fd, b, deadline, label));
+                if ends_connection(&r) {
+                    *conn = None;
+                }
+                r
+            }
+        };
+        result.map_err(|e| recv_error(e, &self.label, deadline))
+    }
+}
+
+/// Whether a receive's outcome ends the connection it came on: the sender left, or sent
+/// something that leaves the stream out of step.
+fn ends_connection(r: &Result<usize>) -> bool {
+    matches!(r, Err(e) if matches!(e.kind(), ErrorKind::PeerGone | ErrorKind::Corrupt))
+}
+
+impl Receiver for StreamReceiver {
+    forms!(receiver);
+
+    fn max_message(&self) -> usize {
+        self.decoder.max()
+    }
+
+    fn address(&self) -> Option<Address> {
+        self.bound.clone()
+    }
+}
+
+impl fmt::Debug for StreamReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamReceiver")
+            .field("address", &self.label.to_string())
+            .field("max", &self.decoder.max())
+            .finish()
+    }
+}
+
+fn check_max(max: usize, label: &Address) -> Result<()> {
+    if max > frame::MAX_LEN {
+        return Err(Error::new("open channel", ErrorKind::InvalidInput)
+            .with_object(label)
+            .with_hint(format!(
+                "a framed message is at most {} bytes (its length field has 32 bits)",
+                frame::MAX_LEN
+            )));
+    }
+    Ok(())
+}
+
+/// The time left before `deadline` (which must be `At`), at least a nanosecond so a
+/// callee does not read it as "do not wait".
+fn left(deadline: Deadline) -> Duration {
+    match deadline {
+        Deadline::At(at, _) => at
+            .saturating_duration_since(std::time::Instant::now())
+            .max(Duration::from_nanos(1)),
+        Deadline::Now => Duration::ZERO,
+        Deadline::Never => Duration::MAX,
+    }
+}
+
+/// What kind of byte stream a standard descriptor is.
+enum Kind {
+    Pipe,
+    Unix,
+    Tcp,
+}
+
+/// A close-on-exec duplicate of stdin or stdout: the channel owns the duplicate, and the
+/// process keeps its standard descriptor.
+fn dup_stdio(fd: BorrowedFd<'_>, which: &str, addr: &Address) -> Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(|e| {
+        Error::from_errno("dup", e.raw_os_error())
+            .with_object(addr)
+            .with_hint(format!("cannot duplicate {which}; is it open?"))
+    })
+}
+
+fn stream_kind(fd: &OwnedFd, which: &str, addr: &Address) -> Result<Kind> {
+    let st = rustix::fs::fstat(fd).op_on("fstat", addr)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => Ok(Kind::Pipe),
+        FileType::Socket => {
+            let ty = rustix::net::sockopt::socket_type(fd).op_on("getsockopt SO_TYPE", addr)?;
+            let domain =
+                rustix::net::sockopt::socket_domain(fd).op_on("getsockopt SO_DOMAIN", addr)?;
+            match (ty, domain) {
+                (SocketType::STREAM, AddressFamily::UNIX) => Ok(Kind::Unix),
+                (SocketType::STREAM, AddressFamily::INET | AddressFamily::INET6) => Ok(Kind::Tcp),
+                _ => Err(not_a_stream(which, "a socket that is not a stream", addr)),
+            }
+        }
+        other => Err(not_a_stream(which, &format!("a {other:?}"), addr)),
+    }
+}
+
+fn not_a_stream(which: &str, what: &str, addr: &Address) -> Error {
+    Error::new("open channel", ErrorKind::InvalidInput)
+        .with_object(addr)
+        .with_hint(format!(
+            "{which} is {what}, not a pipe or stream socket: `pipe:` needs the process to run \
+             at one end of a pipe (`a | b`, or a parent's Stdio::piped())"
+        ))
+}
+
+/// The socket addresses of a `tcp:` or `udp:` address, resolved with the system's
+/// resolver (`/etc/hosts`, DNS).
+pub(crate) fn resolve(addr: &Address) -> Result<Vec<SocketAddr>> {
+    let (host, port) = addr
+        .host_port()
+        .unwrap_or_else(|| unreachable!("tcp and udp addresses have a host and port"));
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::from_io("resolve", &e)
+                .with_kind(ErrorKind::NotFound)
+                .with_object(addr)
+                .with_hint(format!("cannot resolve `{host}`: {e}"))
+        })?
+        .collect();
+    if found.is_empty() {
+        return Err(Error::new("resolve", ErrorKind::NotFound)
+            .with_object(addr)
+            .with_hint(format!("`{host}` resolves to no address")));
+    }
+    Ok(found)
+}
+
+/// Accepts one connection, waiting until `deadline`.
+pub(crate) fn accept(fd: BorrowedFd<'_>, deadline: Deadline, label: &Address) -> Result<OwnedFd> {
+    retry(&[(fd, PollFlags::IN)], deadline, "accept", label, || {
+        // The listener is blocking: only accept when poll says a connection waits, so
+        // the call cannot hang (one receiver, one accepting thread).
+        if poll_now(fd, PollFlags::IN).contains(PollFlags::IN) {
+            crate::sock::accept_once(fd)
+        } else {
+            Err(Errno::AGAIN)
+        }
+    })
+}
+
+/// One read from a pipe or FIFO: `Ok(0)` only at end of stream (a FIFO with no writer
+/// yet is not at its end: that waits).
+fn read_pipe(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Deadline,
+    label: &Address,
+) -> Result<usize> {
+    retry(&[(fd, PollFlags::IN)], deadline, "read", label, || {
+        loop {
+            match rustix::io::read(fd, &mut *buf) {
+                Ok(0) => {
+                    let ev = poll_now(fd, PollFlags::IN);
+                    if ev.contains(PollFlags::IN) {
+                        continue;
+                    }
+                    return if ev.contains(PollFlags::HUP) {
+                        Ok(0)
+                    } else {
+                        Err(Errno::AGAIN)
+                    };
+                }
+                other => return other,
+            }
+        }
+    })
+}
+
+/// One receive from a stream socket; `Ok(0)` at end of stream.
+fn read_socket(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Deadline,
+    label: &Address,
+) -> Result<usize> {
+    retry(&[(fd, PollFlags::IN)], deadline, "recv", label, || {
+        rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT).map(|(n, _)| n)
+    })
+    .map_err(|e| match e.errno() {
+        Some(libc::ECONNRESET) => e.with_hint("the sender reset the connection"),
+        _ => e,
+    })
+}
