@@ -1181,3 +1181,88 @@ mod typed {
         }
     }
 }
+
+/// Review regression: a `pipe:` channel on stdin/stdout must not make the process's own
+/// stdin/stdout non-blocking (that description is shared with everything else writing
+/// to it, which would then fail with `EAGAIN`).
+#[test]
+fn pipe_address_leaves_the_process_stdio_blocking() {
+    if common::role().is_some() {
+        let nonblocking = |fd: std::os::fd::BorrowedFd<'_>| {
+            rustix::fs::fcntl_getfl(fd)
+                .unwrap()
+                .contains(rustix::fs::OFlags::NONBLOCK)
+        };
+        use std::os::fd::AsFd;
+        let addr: Address = "pipe:".parse().unwrap();
+        let tx = channel::try_sender(&addr).unwrap();
+        let rx = channel::receiver(&addr).unwrap();
+        common::say(format!(
+            "stdout non-blocking: {}, stdin non-blocking: {}",
+            nonblocking(std::io::stdout().as_fd()),
+            nonblocking(std::io::stdin().as_fd())
+        ));
+        drop((tx, rx));
+        return;
+    }
+    let (_keep_writing_end, reader_for_child) = {
+        let (r, w) = ipcx::pipe::pipe().unwrap();
+        (w, r)
+    };
+    let mut cmd = common::child(
+        "pipe_address_leaves_the_process_stdio_blocking",
+        "stdio",
+        &[],
+    );
+    cmd.stdin(Stdio::from(OwnedFd::from(reader_for_child)));
+    let said = common::run_ok(cmd);
+    assert_eq!(
+        said,
+        "stdout non-blocking: false, stdin non-blocking: false"
+    );
+}
+
+/// Review regression: after its sender leaves, a FIFO receiver reports the departure once,
+/// then waits for the next sender (it used to fail at once, for ever, spinning callers).
+#[test]
+fn fifo_receiver_waits_for_the_next_sender_after_one_leaves() {
+    if common::role().is_some() {
+        let addr: Address = common::arg("ADDR").parse().unwrap();
+        let mut tx = channel::sender_timeout(&addr, Duration::from_secs(10)).unwrap();
+        tx.send(common::arg("MSG").as_bytes()).unwrap();
+        return;
+    }
+    let dir = common::tempdir();
+    let addr: Address = format!("fifo:{}", dir.path().join("jobs").display())
+        .parse()
+        .unwrap();
+    let mut rx = channel::receiver(&addr).unwrap();
+    let mut buf = vec![0u8; 64];
+    let test = "fifo_receiver_waits_for_the_next_sender_after_one_leaves";
+    let a = addr.to_string();
+    common::run_ok(common::child(
+        test,
+        "first",
+        &[("ADDR", &a), ("MSG", "one")],
+    ));
+    let n = rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!(&buf[..n], b"one");
+    let gone = rx
+        .recv_timeout(&mut buf, Duration::from_secs(10))
+        .unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::PeerGone, "{gone}");
+    // No sender now: the receive waits its whole time instead of failing at once.
+    let start = Instant::now();
+    let idle = rx
+        .recv_timeout(&mut buf, Duration::from_millis(100))
+        .unwrap_err();
+    assert_eq!(idle.kind(), ErrorKind::TimedOut, "{idle}");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    common::run_ok(common::child(
+        test,
+        "second",
+        &[("ADDR", &a), ("MSG", "two")],
+    ));
+    let n = rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!(&buf[..n], b"two");
+}

@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
-use rustix::fs::FileType;
+use rustix::fs::{FileType, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketType};
 
@@ -132,6 +132,7 @@ impl StreamSender {
                 let fd = dup_stdio(std::io::stdout().as_fd(), "stdout", addr)?;
                 match stream_kind(&fd, "stdout", addr)? {
                     Kind::Pipe => {
+                        let fd = private_description(fd, OFlags::WRONLY);
                         Sink::Pipe(PipeWriter::try_from(fd).map_err(|e| e.with_object(addr))?)
                     }
                     Kind::Unix => Sink::Unix(UnixStream::from(fd)),
@@ -286,7 +287,7 @@ enum Source {
     /// The reader is declared first, so it closes before the owner removes the FIFO.
     Fifo {
         reader: PipeReader,
-        _fifo: Fifo,
+        fifo: Fifo,
     },
     Unix {
         listener: SocketFile<UnixListener>,
@@ -367,6 +368,7 @@ impl StreamReceiver {
                 let fd = dup_stdio(std::io::stdin().as_fd(), "stdin", addr)?;
                 match stream_kind(&fd, "stdin", addr)? {
                     Kind::Pipe => {
+                        let fd = private_description(fd, OFlags::RDONLY);
                         Source::Pipe(PipeReader::try_from(fd).map_err(|e| e.with_object(addr))?)
                     }
                     Kind::Unix => Source::UnixConn(UnixStream::from(fd)),
@@ -382,10 +384,7 @@ impl StreamReceiver {
                     .create(path)
                     .map_err(|e| e.with_object(addr))?;
                 let reader = fifo.open_reader().map_err(|e| e.with_object(addr))?;
-                Source::Fifo {
-                    reader,
-                    _fifo: fifo,
-                }
+                Source::Fifo { reader, fifo }
             }
             Transport::Unix => {
                 let path = addr
@@ -429,9 +428,23 @@ impl StreamReceiver {
         let label = &self.label;
         let decoder = &mut self.decoder;
         let result = match &mut self.source {
-            Source::Pipe(reader) | Source::Fifo { reader, .. } => {
+            Source::Pipe(reader) => {
                 let fd = reader.as_fd();
                 decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label))
+            }
+            Source::Fifo { reader, fifo } => {
+                let fd = reader.as_fd();
+                let r = decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label));
+                if ends_connection(&r) {
+                    // The last writer left: the read end now reports hang-up until a new
+                    // writer opens the FIFO, so every receive would fail at once. A fresh
+                    // read end has seen no writer and waits for the next sender.
+                    if let Ok(fresh) = fifo.open_reader() {
+                        *reader = fresh;
+                    }
+                    decoder.reset();
+                }
+                r
             }
             Source::UnixConn(s) => {
                 let fd = s.as_fd();
@@ -552,6 +565,27 @@ fn dup_stdio(fd: BorrowedFd<'_>, which: &str, addr: &Address) -> Result<OwnedFd>
             .with_object(addr)
             .with_hint(format!("cannot duplicate {which}; is it open?"))
     })
+}
+
+/// A pipe or FIFO on stdin/stdout reopened through `/proc/self/fd`, which gives a new open
+/// file description: ipcx keeps its pipes non-blocking underneath, and on the inherited
+/// description that flag would be shared with everything else in this process (and its
+/// children) that uses stdin/stdout, making their reads and writes fail with `EAGAIN`.
+/// Where the reopen is impossible (no `/proc`), the duplicate is used as it is, and its
+/// blocking mode is restored when the channel is dropped.
+fn private_description(fd: OwnedFd, access: OFlags) -> OwnedFd {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // O_NONBLOCK on the open itself: opening a FIFO for writing would otherwise wait for
+    // a reader (stdout's reader exists, but a FIFO may have lost it meanwhile).
+    match rustix::fs::open(
+        path.as_str(),
+        access | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+    ) {
+        Ok(own) => own,
+        Err(_) => fd,
+    }
 }
 
 fn stream_kind(fd: &OwnedFd, which: &str, addr: &Address) -> Result<Kind> {
