@@ -450,3 +450,37 @@ fn an_interrupt_stops_the_peers_and_removes_everything() {
     assert!(err.contains("interrupted by signal 2"), "{err}");
     assert_nothing_left(pid, &tmp, &sysv_before);
 }
+
+#[test]
+fn a_ping_above_a_transports_limit_is_not_applicable_not_an_error() {
+    let tmp = TempDir::new("big-ping");
+    let out = bench(
+        &[
+            "--iterations",
+            "50",
+            "--ping-size",
+            "1M",
+            "--size",
+            "64",
+            "--json",
+            "--only",
+            "mq,pipe",
+        ],
+        &tmp.0,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let mq = row(&report, "mq");
+    assert!(mq["error"].is_null(), "{}", mq["error"]);
+    assert!(mq["latency"].is_null());
+    let limit = mq["latency_limit"].as_u64().unwrap();
+    assert!(0 < limit && limit < 1 << 20, "{limit}");
+    // The queue still carries the 64-byte throughput messages.
+    assert_eq!(mq["throughput"][0]["throughput"]["messages"], 50);
+    let pipe = row(&report, "pipe");
+    assert_eq!(pipe["latency"]["message_bytes"], 1 << 20);
+}

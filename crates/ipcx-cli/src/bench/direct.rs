@@ -117,7 +117,10 @@ impl Port for FdPort {
 
     fn carries(&self) -> Carries {
         // Latency only: a baseline has no framing, so its messages have one size.
-        Carries::Fixed(self.size)
+        Carries::Fixed {
+            size: self.size,
+            max: usize::MAX,
+        }
     }
 
     fn recv_buffer(&self, _largest: usize) -> usize {
@@ -255,7 +258,10 @@ impl Port for MqPort {
     }
 
     fn carries(&self) -> Carries {
-        Carries::Fixed(self.size)
+        Carries::Fixed {
+            size: self.size,
+            max: self.msgsize,
+        }
     }
 
     fn recv_buffer(&self, _largest: usize) -> usize {

@@ -109,28 +109,32 @@ fn histogram() -> Histogram<u64> {
 /// treats them alike.
 const SLICES: u64 = 10;
 
+/// The transport's limit when it cannot carry the latency test's messages.
+pub fn ping_limit(port: &dyn Port, plan: &Plan) -> Option<usize> {
+    match port.carries() {
+        Carries::Bytes { max } | Carries::Fixed { max, .. } if plan.ping > max => Some(max),
+        _ => None,
+    }
+}
+
 /// Measures round trips on each port: sends a ping, waits for its echo, records the
 /// time. Several ports take turns, in [`SLICES`] slices each.
 pub fn latencies(
-    ports: &mut [Box<dyn Port>],
+    ports: &mut [&mut Box<dyn Port>],
     plan: &Plan,
     hb: &Heartbeat,
 ) -> Fallible<Vec<Latency>> {
     let mut links = Vec::new();
     for port in ports.iter_mut() {
-        let carries = port.carries();
-        match carries {
-            Carries::Bytes { max } if plan.ping > max => {
-                return Err(format!(
-                    "the latency messages ({} bytes, --ping-size) are above this transport's \
-                     limit of {max} bytes",
-                    plan.ping
-                )
-                .into());
-            }
-            _ => {}
+        if let Some(max) = ping_limit(&***port, plan) {
+            return Err(format!(
+                "the latency messages ({} bytes, --ping-size) are above this transport's \
+                 limit of {max} bytes",
+                plan.ping
+            )
+            .into());
         }
-        let len = carries.ping_len(plan.ping);
+        let len = port.carries().ping_len(plan.ping);
         let mut msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         msg[0] = PING;
         let mut buf = vec![0u8; port.recv_buffer(plan.ping)];
@@ -147,7 +151,7 @@ pub fn latencies(
             Stop::Count(n) => Stop::Count((n / 10).max(10)),
             Stop::Time(d) => Stop::Time(d / 10),
         };
-        round_trips(&mut **port, &msg, &mut buf, warm, None, hb)?;
+        round_trips(&mut ***port, &msg, &mut buf, warm, None, hb)?;
         links.push((msg, buf, histogram()));
     }
     let slices = if ports.len() > 1 { SLICES } else { 1 };
@@ -157,7 +161,7 @@ pub fn latencies(
             Stop::Time(d) => Stop::Time(d / slices as u32),
         };
         for (port, (msg, buf, hist)) in ports.iter_mut().zip(&mut links) {
-            round_trips(&mut **port, msg, buf, stop, Some(hist), hb)?;
+            round_trips(&mut ***port, msg, buf, stop, Some(hist), hb)?;
         }
     }
     Ok(links
@@ -284,7 +288,8 @@ pub fn throughput(
 /// ping's size; the others take any.
 pub fn quit(port: &mut dyn Port) -> Fallible<()> {
     let len = match port.carries() {
-        Carries::Fixed(n) => n,
+        // A message queue takes a shorter message whole; a stream needs the full size.
+        Carries::Fixed { size, max } => size.min(max),
         Carries::Bytes { .. } | Carries::Signal => 1,
     };
     port.send(&vec![QUIT; len.max(1)])

@@ -161,7 +161,16 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    match bench(&args) {
+    let result = bench(&args);
+    session::wait_if_interrupted();
+    let code = report(result, &args);
+    session::wait_if_interrupted();
+    code
+}
+
+/// Prints the results (or the error), writes the chart, and says how the run ended.
+fn report(result: Fallible<Report>, args: &BenchArgs) -> ExitCode {
+    match result {
         Ok(report) => {
             if args.json {
                 match serde_json::to_string_pretty(&report) {
@@ -365,9 +374,9 @@ fn latency_only(row: RowId, setup: &Setup<'_>) -> Fallible<measure::Latency> {
             cpus,
             single_cpu,
         };
-        let mut ports = vec![rows::connect(row, &setup)?];
-        let latency = measure::latencies(&mut ports, &plan, hb)?;
-        measure::quit(&mut *ports[0])?;
+        let mut port = rows::connect(row, &setup)?;
+        let latency = measure::latencies(&mut [&mut port], &plan, hb)?;
+        measure::quit(&mut *port)?;
         latency
             .into_iter()
             .next()
@@ -378,8 +387,9 @@ fn latency_only(row: RowId, setup: &Setup<'_>) -> Fallible<measure::Latency> {
 /// What a worker has measured of a group so far, kept when a later test fails.
 #[derive(Default)]
 struct Partial {
-    /// One per row of the group, once measured.
-    latency: Vec<measure::Latency>,
+    /// One per row of the group, once measured; `Err(limit)` for a row whose transport
+    /// cannot carry the latency test's messages.
+    latency: Vec<Result<measure::Latency, usize>>,
     /// The first row's.
     throughput: Vec<SizeResult>,
     /// The test under way, to say where an error happened.
@@ -443,7 +453,24 @@ fn measure_group(group: Vec<RowId>, setup: &Setup<'_>, progress: &ProgressBar) -
         }
         update(&mut |p| p.stage = "latency".into());
         bar.set_message(format!("{label}: latency"));
-        let latency = measure::latencies(&mut ports, &plan, hb)?;
+        let limits: Vec<Option<usize>> = ports
+            .iter()
+            .map(|p| measure::ping_limit(&**p, &plan))
+            .collect();
+        let mut fit: Vec<&mut Box<dyn port::Port>> = ports
+            .iter_mut()
+            .zip(&limits)
+            .filter(|(_, limit)| limit.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        let mut measured = measure::latencies(&mut fit, &plan, hb)?.into_iter();
+        let latency: Vec<Result<measure::Latency, usize>> = limits
+            .iter()
+            .map(|limit| match limit {
+                Some(max) => Err(*max),
+                None => measured.next().ok_or(0),
+            })
+            .collect();
         update(&mut |p| p.latency = latency.clone());
         bar.inc(rows.len() as u64);
         let first = &mut *ports[0];
@@ -485,7 +512,11 @@ fn measure_group(group: Vec<RowId>, setup: &Setup<'_>, progress: &ProgressBar) -
         .iter()
         .map(|&row| {
             let mut r = Row::new(row);
-            r.latency = latency.next();
+            match latency.next() {
+                Some(Ok(l)) => r.latency = Some(l),
+                Some(Err(limit)) => r.latency_limit = Some(limit),
+                None => {}
+            }
             r
         })
         .collect();

@@ -30,9 +30,14 @@ pub enum Carries {
         /// The transport's limit.
         max: usize,
     },
-    /// Messages of exactly this size, the ping's (the libc baselines, which do not
-    /// frame): latency only.
-    Fixed(usize),
+    /// Messages of exactly `size` bytes, the ping's (the libc baselines, which do not
+    /// frame), up to the transport's `max`: latency only.
+    Fixed {
+        /// The size of every message.
+        size: usize,
+        /// The transport's limit.
+        max: usize,
+    },
     /// Only the operation, no payload (eventfd, futex, a cache line): latency only.
     Signal,
 }
@@ -42,7 +47,7 @@ impl Carries {
     pub fn ping_len(self, ping: usize) -> usize {
         match self {
             Carries::Bytes { .. } => ping,
-            Carries::Fixed(n) => n,
+            Carries::Fixed { size, .. } => size,
             Carries::Signal => 1,
         }
     }

@@ -66,6 +66,9 @@ pub struct Row {
     pub what: &'static str,
     pub wait: Wait,
     pub latency: Option<Latency>,
+    /// The transport's message limit, when the latency messages are above it (latency
+    /// not measured).
+    pub latency_limit: Option<usize>,
     /// The floor this row is compared with: `cache-line` (busy) or `futex` (blocking).
     pub floor: &'static str,
     /// p50 over the floor's p50.
@@ -105,6 +108,7 @@ impl Row {
             what: id.what(),
             wait: id.wait(),
             latency: None,
+            latency_limit: None,
             floor: match id.wait() {
                 Wait::Busy => "cache-line",
                 Wait::Blocking => "futex",
@@ -238,14 +242,20 @@ impl Report {
             .map(String::from)
             .to_vec(),
         );
-        for row in self.rows.iter().filter(|r| r.latency.is_some()) {
-            let Some(l) = &row.latency else { continue };
+        for row in &self.rows {
+            let Some(l) = &row.latency else {
+                if let Some(limit) = row.latency_limit {
+                    t.row(vec![
+                        row.name.into(),
+                        wait(row.wait),
+                        format!("n/a (limit {limit})"),
+                    ]);
+                }
+                continue;
+            };
             t.row(vec![
                 row.name.into(),
-                match row.wait {
-                    Wait::Busy => "busy".into(),
-                    Wait::Blocking => "blocking".into(),
-                },
+                wait(row.wait),
                 ns(l.p50_ns),
                 ns(l.p99_ns),
                 ns(l.p999_ns),
@@ -337,6 +347,13 @@ impl Report {
             }
         }
         out
+    }
+}
+
+fn wait(w: Wait) -> String {
+    match w {
+        Wait::Busy => "busy".into(),
+        Wait::Blocking => "blocking".into(),
     }
 }
 
@@ -439,7 +456,8 @@ enum Align {
     Right,
 }
 
-/// A plain text table: columns as wide as their widest cell, two spaces apart.
+/// A plain text table: columns as wide as their widest cell, two spaces apart. The
+/// last cell of a row shorter than the others spans the rest of the line.
 struct Table {
     align: Vec<Align>,
     rows: Vec<Vec<String>>,
@@ -463,6 +481,7 @@ impl Table {
             .map(|c| {
                 self.rows
                     .iter()
+                    .filter(|r| r.len() == cols || c + 1 < r.len())
                     .filter_map(|r| r.get(c))
                     .map(|s| s.chars().count())
                     .max()
@@ -472,8 +491,14 @@ impl Table {
         for row in &self.rows {
             let mut line = String::from(" ");
             for (c, cell) in row.iter().enumerate() {
-                let w = widths[c];
-                let _ = match self.align.get(c).copied().unwrap_or(Align::Left) {
+                let spans = row.len() < cols && c + 1 == row.len();
+                let w = if spans { 0 } else { widths[c] };
+                let align = if spans {
+                    Align::Left
+                } else {
+                    self.align.get(c).copied().unwrap_or(Align::Left)
+                };
+                let _ = match align {
                     Align::Left => write!(line, " {cell:<w$}"),
                     Align::Right => write!(line, " {cell:>w$}"),
                 };

@@ -12,6 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -289,6 +290,12 @@ pub fn free_sysv_key(salt: u32) -> Fallible<Key> {
     Err("no free System V key found in 0x4942xxxx after 64 tries".into())
 }
 
+/// Held by the signal thread from the moment it takes a signal until the process exits.
+static TEARDOWN: Mutex<()> = Mutex::new(());
+
+/// The signal that interrupted the run, or 0. Set only while [`TEARDOWN`] is held.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
 /// Starts the thread that turns `SIGINT`, `SIGTERM` and `SIGHUP` into a clean exit:
 /// `on_signal` runs first (to clear the progress bar), then every peer is killed and
 /// every object removed, and the process exits with 128 + the signal's number.
@@ -299,6 +306,9 @@ pub fn handle_signals(on_signal: impl Fn() + Send + 'static) -> Fallible<()> {
         .name("ipcx-bench-signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                // Never released: the process exits holding it.
+                let _teardown = TEARDOWN.lock().unwrap_or_else(|p| p.into_inner());
+                INTERRUPTED.store(sig, Ordering::SeqCst);
                 on_signal();
                 REGISTRY.shutdown();
                 eprintln!(
@@ -308,6 +318,20 @@ pub fn handle_signals(on_signal: impl Fn() + Send + 'static) -> Fallible<()> {
             }
         })?;
     Ok(())
+}
+
+/// Waits for the signal thread, if a signal interrupted the run: the results of an
+/// interrupted run are not reported, and the process must not exit before the
+/// teardown is done.
+pub fn wait_if_interrupted() {
+    let sig = INTERRUPTED.load(Ordering::SeqCst);
+    if sig != 0 {
+        // The signal thread holds the lock until it ends the process; getting it means
+        // the thread died half-way (a panic): end the process here instead.
+        let _teardown = TEARDOWN.lock();
+        REGISTRY.shutdown();
+        std::process::exit(128 + sig);
+    }
 }
 
 /// Runs `work` in a worker thread pinned by `pin`, watching it: returns its result, or
@@ -334,7 +358,8 @@ pub fn watch<T: Send + 'static>(
             let _ = tx.send((result, ends));
         })?;
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
+        // Rarely: this thread shares the two CPUs with the measurement.
+        match rx.recv_timeout(Duration::from_millis(200)) {
             Ok((result, ends)) => {
                 let _ = worker.join();
                 let peer_said = ends.iter().find_map(PeerEnd::failure);
