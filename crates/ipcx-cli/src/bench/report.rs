@@ -194,24 +194,28 @@ impl Report {
         let f = &self.floors;
         let _ = writeln!(out, "\nFloors (this machine, this run)");
         let mut t = Table::new(&[Align::Left, Align::Left]);
-        t.row(vec![
-            "cache-line ping-pong (busy)".into(),
-            floor_cell(&f.cache_line),
-        ]);
-        t.row(vec![
-            "futex wake ping-pong (blocking)".into(),
-            floor_cell(&f.futex),
-        ]);
-        t.row(vec![
-            "bare syscall (getppid)".into(),
-            f.syscall_ns
-                .map_or("—".into(), |ns| format!("{ns:.1} ns per call")),
-        ]);
-        t.row(vec![
-            format!("memcpy, one thread, {}", size(f.memcpy_block)),
-            f.memcpy_gb_per_s
-                .map_or("—".into(), |g| format!("{g:.1} GB/s")),
-        ]);
+        let syscall = f.syscall_ns.map(|ns| format!("{ns:.1} ns per call"));
+        let memcpy = f.memcpy_gb_per_s.map(|g| format!("{g:.1} GB/s"));
+        for (what, value) in [
+            (
+                "cache-line ping-pong (busy)".to_string(),
+                floor_cell(&f.cache_line),
+            ),
+            (
+                "futex wake ping-pong (blocking)".into(),
+                floor_cell(&f.futex),
+            ),
+            (
+                "bare syscall (getppid)".into(),
+                syscall.unwrap_or("—".into()),
+            ),
+            (
+                format!("memcpy, one thread, {}", size(f.memcpy_block)),
+                memcpy.unwrap_or("—".into()),
+            ),
+        ] {
+            t.row(vec![what.into(), value.into()]);
+        }
         t.write(&mut out);
 
         let _ = writeln!(
@@ -239,29 +243,30 @@ impl Report {
                 "× floor",
                 "round trips",
             ]
-            .map(String::from)
-            .to_vec(),
+            .map(Cell::from)
+            .into(),
         );
         for row in &self.rows {
             let Some(l) = &row.latency else {
                 if let Some(limit) = row.latency_limit {
                     t.row(vec![
                         row.name.into(),
-                        wait(row.wait),
-                        format!("n/a (limit {limit})"),
+                        wait(row.wait).into(),
+                        Cell::spanning(format!("n/a (limit {limit})"), 5, Align::Left),
                     ]);
                 }
                 continue;
             };
             t.row(vec![
                 row.name.into(),
-                wait(row.wait),
-                ns(l.p50_ns),
-                ns(l.p99_ns),
-                ns(l.p999_ns),
+                wait(row.wait).into(),
+                ns(l.p50_ns).into(),
+                ns(l.p99_ns).into(),
+                ns(l.p999_ns).into(),
                 row.floor_ratio
-                    .map_or("—".into(), |r| format!("{r:.2}× {}", row.floor)),
-                count(l.iterations as f64),
+                    .map_or("—".into(), |r| format!("{r:.2}× {}", row.floor))
+                    .into(),
+                count(l.iterations as f64).into(),
             ]);
         }
         t.write(&mut out);
@@ -269,23 +274,26 @@ impl Report {
         if !s.sizes.is_empty() && self.rows.iter().any(|r| !r.throughput.is_empty()) {
             let _ = writeln!(
                 out,
-                "\nOne-way throughput, same order (MB = 10^6 bytes; × memcpy: share of the \
-                 memcpy floor)"
+                "\nOne-way throughput, same order (MB = 10^6 bytes; %: share of the memcpy \
+                 floor)"
             );
             let mut align = vec![Align::Left];
-            align.extend(s.sizes.iter().map(|_| Align::Right));
+            align.extend(s.sizes.iter().flat_map(|_| [Align::Right; 3]));
             let mut t = Table::new(&align);
-            let mut head = vec!["row".to_string()];
-            head.extend(s.sizes.iter().map(|&n| size(n)));
+            let mut head = vec![Cell::from("row")];
+            head.extend(
+                s.sizes
+                    .iter()
+                    .map(|&n| Cell::spanning(size(n), 3, Align::Right)),
+            );
             t.row(head);
             for row in self.rows.iter().filter(|r| !r.throughput.is_empty()) {
-                let mut cells = vec![row.name.to_string()];
-                cells.extend(s.sizes.iter().map(|&n| {
-                    row.throughput
-                        .iter()
-                        .find(|t| t.size == n)
-                        .map_or("—".into(), throughput_cell)
-                }));
+                let mut cells = vec![Cell::from(row.name)];
+                for &n in &s.sizes {
+                    cells.extend(throughput_cells(
+                        row.throughput.iter().find(|t| t.size == n),
+                    ));
+                }
                 t.row(cells);
             }
             t.write(&mut out);
@@ -312,17 +320,13 @@ impl Report {
                  direct libc calls"
             );
             let mut t = Table::new(&[Align::Left, Align::Right, Align::Right, Align::Right]);
-            t.row(
-                ["row", "ipcx", "libc", "overhead"]
-                    .map(String::from)
-                    .to_vec(),
-            );
+            t.row(["row", "ipcx", "libc", "overhead"].map(Cell::from).into());
             for o in &self.wrapper_overhead {
                 t.row(vec![
-                    format!("{} vs {}", o.row, o.baseline),
-                    ns(o.ipcx_p50_ns),
-                    ns(o.libc_p50_ns),
-                    format!("{:+.1}%", o.overhead_percent),
+                    format!("{} vs {}", o.row, o.baseline).into(),
+                    ns(o.ipcx_p50_ns).into(),
+                    ns(o.libc_p50_ns).into(),
+                    format!("{:+.1}%", o.overhead_percent).into(),
                 ]);
             }
             t.write(&mut out);
@@ -350,10 +354,10 @@ impl Report {
     }
 }
 
-fn wait(w: Wait) -> String {
+fn wait(w: Wait) -> &'static str {
     match w {
-        Wait::Busy => "busy".into(),
-        Wait::Blocking => "blocking".into(),
+        Wait::Busy => "busy",
+        Wait::Blocking => "blocking",
     }
 }
 
@@ -370,16 +374,36 @@ fn floor_cell(f: &FloorLatency) -> String {
     }
 }
 
-fn throughput_cell(s: &SizeResult) -> String {
-    match (&s.throughput, s.limit) {
-        (Some(t), _) => format!(
-            "{}  {}  {}",
-            rate(t.mb_per_s),
-            per_second(t.msgs_per_s),
-            s.memcpy_ratio.map_or("—".into(), |r| format!("{r:.2}×"))
-        ),
-        (None, Some(limit)) => format!("n/a (limit {limit})"),
-        (None, None) => "—".into(),
+/// Three cells for one size: MB/s, messages/s and the share of memcpy, or one cell
+/// spanning them that says why there is no measurement.
+fn throughput_cells(s: Option<&SizeResult>) -> Vec<Cell> {
+    match s.map(|s| (s, &s.throughput, s.limit)) {
+        Some((s, Some(t), _)) => vec![
+            rate(t.mb_per_s).into(),
+            per_second(t.msgs_per_s).into(),
+            s.memcpy_ratio.map_or("—".into(), percent).into(),
+        ],
+        Some((_, None, Some(limit))) => {
+            vec![Cell::spanning(
+                format!("n/a (limit {limit})"),
+                3,
+                Align::Right,
+            )]
+        }
+        _ => vec![Cell::spanning("—".into(), 3, Align::Right)],
+    }
+}
+
+/// A ratio as a percentage with two significant digits: `31%`, `2.3%`, `0.041%`.
+fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p >= 10.0 {
+        format!("{p:.0}%")
+    } else if p > 0.0 {
+        let decimals = (1.0 - p.log10().floor()).clamp(1.0, 6.0) as usize;
+        format!("{p:.decimals$}%")
+    } else {
+        "0%".into()
     }
 }
 
@@ -456,11 +480,45 @@ enum Align {
     Right,
 }
 
-/// A plain text table: columns as wide as their widest cell, two spaces apart. The
-/// last cell of a row shorter than the others spans the rest of the line.
+/// A cell of a [`Table`]: text, how many columns it covers, and its alignment when it
+/// is not its first column's.
+struct Cell {
+    text: String,
+    span: usize,
+    align: Option<Align>,
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Cell {
+        Cell {
+            text,
+            span: 1,
+            align: None,
+        }
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Cell {
+        Cell::from(text.to_string())
+    }
+}
+
+impl Cell {
+    fn spanning(text: String, span: usize, align: Align) -> Cell {
+        Cell {
+            text,
+            span: span.max(1),
+            align: Some(align),
+        }
+    }
+}
+
+/// A plain text table: columns as wide as their widest cell, two spaces apart; a cell
+/// may span several columns.
 struct Table {
     align: Vec<Align>,
-    rows: Vec<Vec<String>>,
+    rows: Vec<Vec<Cell>>,
 }
 
 impl Table {
@@ -471,38 +529,58 @@ impl Table {
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    fn row(&mut self, cells: Vec<Cell>) {
         self.rows.push(cells);
     }
 
     fn write(&self, out: &mut String) {
-        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..cols)
-            .map(|c| {
-                self.rows
-                    .iter()
-                    .filter(|r| r.len() == cols || c + 1 < r.len())
-                    .filter_map(|r| r.get(c))
-                    .map(|s| s.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let cols = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| c.span).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        let mut widths = vec![0usize; cols];
+        for row in &self.rows {
+            let mut c = 0;
+            for cell in row {
+                if cell.span == 1 {
+                    widths[c] = widths[c].max(cell.text.chars().count());
+                }
+                c += cell.span;
+            }
+        }
+        // A spanning cell wider than its columns widens the last of them.
+        for row in &self.rows {
+            let mut c = 0;
+            for cell in row {
+                if cell.span > 1 {
+                    let end = (c + cell.span).min(cols);
+                    let have: usize = widths[c..end].iter().sum::<usize>() + 2 * (end - c - 1);
+                    let need = cell.text.chars().count();
+                    if need > have {
+                        widths[end - 1] += need - have;
+                    }
+                }
+                c += cell.span;
+            }
+        }
         for row in &self.rows {
             let mut line = String::from(" ");
-            for (c, cell) in row.iter().enumerate() {
-                let spans = row.len() < cols && c + 1 == row.len();
-                let w = if spans { 0 } else { widths[c] };
-                let align = if spans {
-                    Align::Left
-                } else {
-                    self.align.get(c).copied().unwrap_or(Align::Left)
-                };
+            let mut c = 0;
+            for cell in row {
+                let end = (c + cell.span).min(cols);
+                let w: usize = widths[c..end].iter().sum::<usize>() + 2 * (end - c - 1);
+                let align = cell
+                    .align
+                    .unwrap_or_else(|| self.align.get(c).copied().unwrap_or(Align::Left));
+                let text = &cell.text;
                 let _ = match align {
-                    Align::Left => write!(line, " {cell:<w$}"),
-                    Align::Right => write!(line, " {cell:>w$}"),
+                    Align::Left => write!(line, " {text:<w$}"),
+                    Align::Right => write!(line, " {text:>w$}"),
                 };
                 line.push(' ');
+                c = end;
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
@@ -527,6 +605,9 @@ mod tests {
         assert_eq!(size(1 << 20), "1 MiB");
         assert_eq!(size(1000), "1000 B");
         assert_eq!(count(12_400.0), "12.4 k");
+        assert_eq!(percent(0.31), "31%");
+        assert_eq!(percent(0.023), "2.3%");
+        assert_eq!(percent(0.000_41), "0.041%");
         assert_eq!(MEMCPY_BLOCK, 1 << 20);
     }
 }
