@@ -484,3 +484,31 @@ fn a_ping_above_a_transports_limit_is_not_applicable_not_an_error() {
     let pipe = row(&report, "pipe");
     assert_eq!(pipe["latency"]["message_bytes"], 1 << 20);
 }
+
+#[test]
+fn a_tmpdir_with_address_syntax_in_its_name_works() {
+    // `?` starts an address's options and `%` an escape: the bench escapes both.
+    let tmp = TempDir::new("odd");
+    let odd = tmp.0.join("100% sure?");
+    std::fs::create_dir(&odd).unwrap();
+    let out = bench(
+        &[
+            "--iterations",
+            "50",
+            "--size",
+            "64",
+            "--json",
+            "--only",
+            "fifo,unix-libc",
+        ],
+        &odd,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["errors"], 0);
+    assert_eq!(std::fs::read_dir(&odd).unwrap().count(), 0);
+    std::fs::remove_dir(&odd).unwrap();
+}

@@ -89,7 +89,8 @@ fn open(spec: &PeerSpec) -> Fallible<Box<dyn Port>> {
         }
         PeerLink::LibcPipe { size } => Box::new(FdPort::pipe(stdin()?, stdout()?, *size)),
         PeerLink::LibcUnix { path, size } => {
-            let conn = UnixStream::connect(path).map_err(|e| format!("connect to {path}: {e}"))?;
+            let conn = UnixStream::connect(path)
+                .map_err(|e| format!("connect to {}: {e}", path.display()))?;
             Box::new(FdPort::socket(OwnedFd::from(conn), *size))
         }
         PeerLink::LibcMq { recv, send, size } => Box::new(MqPort::open(send, recv, *size)?),

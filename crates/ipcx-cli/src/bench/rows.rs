@@ -4,9 +4,10 @@
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -200,7 +201,7 @@ pub enum PeerLink {
     /// Messages of `size` bytes, libc read on stdin and write on stdout.
     LibcPipe { size: usize },
     /// Messages of `size` bytes, libc send/recv on a connection to `path`.
-    LibcUnix { path: String, size: usize },
+    LibcUnix { path: PathBuf, size: usize },
     /// Messages of `size` bytes: libc mq_receive on `recv`, mq_send to `send`.
     LibcMq {
         recv: String,
@@ -230,13 +231,35 @@ impl Setup<'_> {
         }
     }
 
+    /// A path in the run's directory, written as the target of an address: `%`, `?`,
+    /// control characters and bytes that are not UTF-8 as `%XX` escapes (the address
+    /// grammar's), so any `TMPDIR` works.
     fn path(&self, row: RowId, side: &str) -> String {
-        format!("{}/{}-{side}", self.dir.display(), row.name())
+        let path = self.dir.join(format!("{}-{side}", row.name()));
+        escape_path(path.as_os_str().as_bytes())
+    }
+
+    /// The same path, unescaped, for the libc baseline's `bind`.
+    fn raw_path(&self, row: RowId, side: &str) -> PathBuf {
+        self.dir.join(format!("{}-{side}", row.name()))
     }
 
     fn posix_name(row: RowId, side: &str) -> String {
         format!("/ipcx-bench-{}-{}-{side}", std::process::id(), row.name())
     }
+}
+
+/// Escapes a path for an address target (see [`ipcx::addr`]).
+fn escape_path(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b == b'%' || b == b'?' || b.is_ascii_control() || !b.is_ascii() {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
 }
 
 /// Starts the peer with `spec`, its stdin and stdout as given and its stderr captured,
@@ -401,8 +424,9 @@ pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
             Ok(Box::new(FdPort::pipe(from_peer, to_peer, plan.ping)))
         }
         RowId::UnixLibc => {
-            let path = setup.path(row, "sock");
-            let listener = UnixListener::bind(&path).map_err(|e| format!("bind {path}: {e}"))?;
+            let path = setup.raw_path(row, "sock");
+            let shown = path.display();
+            let listener = UnixListener::bind(&path).map_err(|e| format!("bind {shown}: {e}"))?;
             let link = PeerLink::LibcUnix {
                 path: path.clone(),
                 size: plan.ping,
@@ -410,7 +434,7 @@ pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
             spawn(&setup.spec(row, link), Stdio::null(), Stdio::null())?;
             let (conn, _) = listener
                 .accept()
-                .map_err(|e| format!("accept on {path}: {e}"))?;
+                .map_err(|e| format!("accept on {shown}: {e}"))?;
             drop(listener);
             let _ = std::fs::remove_file(&path);
             Ok(Box::new(FdPort::socket(OwnedFd::from(conn), plan.ping)))
@@ -475,4 +499,23 @@ pub fn dup_stdio(fd: impl AsFd, what: &str) -> Fallible<OwnedFd> {
     fd.as_fd()
         .try_clone_to_owned()
         .map_err(|e| format!("dup {what}: {e}").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_path;
+
+    #[test]
+    fn paths_are_escaped_as_addresses_want() {
+        assert_eq!(escape_path(b"/tmp/a b/x-a"), "/tmp/a b/x-a");
+        assert_eq!(escape_path(b"/tmp/100%/why?/x"), "/tmp/100%25/why%3F/x");
+        assert_eq!(escape_path(b"/tmp/\xff\n"), "/tmp/%FF%0A");
+        let addr: ipcx::addr::Address = format!("unix:{}", escape_path(b"/tmp/100%/why?/x"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            addr.path().unwrap(),
+            std::path::Path::new("/tmp/100%/why?/x")
+        );
+    }
 }
