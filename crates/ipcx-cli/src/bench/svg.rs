@@ -120,8 +120,10 @@ fn decades(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo > hi {
         return (1.0, 10.0);
     }
+    // Room below the smallest value for its bar to show, and above the largest for
+    // its label.
     (
-        10f64.powf(lo.log10().floor()),
+        10f64.powf((lo / 2.0).log10().floor()),
         10f64.powf((hi * 1.5).log10().ceil()),
     )
 }
@@ -291,18 +293,22 @@ where
             .iter()
             .enumerate()
             .filter_map(|(i, row)| {
-                let t = row
-                    .throughput
-                    .iter()
-                    .find(|t| t.size == size)?
-                    .throughput
-                    .as_ref()?;
+                let result = row.throughput.iter().find(|t| t.size == size)?;
                 let top = y_of(i, n) + UNIT * 4 / 10 - band * k as i32;
-                Some(Text::new(
-                    report::rate(t.mb_per_s),
-                    (t.mb_per_s * 1.05, top),
-                    ("sans-serif", 9).into_font(),
-                ))
+                let font = ("sans-serif", 9).into_font();
+                match (&result.throughput, result.limit) {
+                    (Some(t), _) => Some(Text::new(
+                        report::rate(t.mb_per_s),
+                        (t.mb_per_s * 1.05, top),
+                        TextStyle::from(font),
+                    )),
+                    (None, Some(limit)) => Some(Text::new(
+                        format!("{}: n/a (limit {limit} B)", report::size(size)),
+                        (lo * 1.05, top),
+                        font.color(&RGBColor(0x80, 0x80, 0x80)),
+                    )),
+                    (None, None) => None,
+                }
             })
             .collect();
         chart.draw_series(values).map_err(plot_err)?;
