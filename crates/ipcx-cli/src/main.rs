@@ -1,16 +1,24 @@
 //! `ipcx`: measure, inspect, clean up and drive Linux IPC from the command line.
 //!
-//! This release has `--help` and `--version`; `bench`, `ls`, `rm`, `gc`, `send`, `recv`,
-//! `relay` and `advise` arrive with the library features they drive.
+//! This release has `bench`; `ls`, `rm`, `gc`, `send`, `recv`, `relay` and `advise`
+//! arrive with the library features they drive.
 
-use clap::Parser;
+// Raw FFI is allowed in one module only (`bench::direct`, the libc baselines the bench
+// compares ipcx against); everything else goes through ipcx and rustix.
+#![deny(unsafe_code)]
+
+mod bench;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// Measure, inspect, clean up and drive Linux IPC.
 ///
-/// Subcommands arrive with the library features they drive: `bench` (every mechanism
-/// measured on this machine), `ls`/`rm`/`gc` (IPC objects and their owners), `send`/
-/// `recv`/`relay` (move messages between addresses) and `advise`. The library, `ipcx`,
-/// already covers pipes, FIFOs, Unix sockets and TCP/UDP.
+/// `ipcx bench` measures every mechanism between two processes on this machine, beside
+/// the machine's own floor. More subcommands arrive with the library features they
+/// drive: `ls`/`rm`/`gc` (IPC objects and their owners), `send`/`recv`/`relay` (move
+/// messages between addresses) and `advise`.
 #[derive(Parser, Debug)]
 #[command(
     name = "ipcx",
@@ -19,8 +27,25 @@ use clap::Parser;
     long_about,
     arg_required_else_help = true
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let Cli {} = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    Bench(bench::BenchArgs),
+    /// The peer process of `ipcx bench` (started by it; not for direct use).
+    #[command(hide = true)]
+    BenchChild {
+        /// The peer's instructions, as JSON.
+        spec: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Bench(args) => bench::run(args),
+        Command::BenchChild { spec } => bench::child::main(&spec),
+    }
 }
