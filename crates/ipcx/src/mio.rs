@@ -67,7 +67,7 @@
 //! - [`mio::event::Source`]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use ::mio::event::Source;
 use ::mio::unix::SourceFd;
@@ -76,6 +76,29 @@ use ::mio::{Interest, Registry, Token};
 use crate::mq::posix::MessageQueue;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::unix::{Seqpacket, SeqpacketListener, SocketFile};
+
+// Every ipcx type registers its one descriptor the same way, through `SourceFd`.
+fn register_fd(
+    fd: BorrowedFd<'_>,
+    registry: &Registry,
+    token: Token,
+    interests: Interest,
+) -> io::Result<()> {
+    SourceFd(&fd.as_raw_fd()).register(registry, token, interests)
+}
+
+fn reregister_fd(
+    fd: BorrowedFd<'_>,
+    registry: &Registry,
+    token: Token,
+    interests: Interest,
+) -> io::Result<()> {
+    SourceFd(&fd.as_raw_fd()).reregister(registry, token, interests)
+}
+
+fn deregister_fd(fd: BorrowedFd<'_>, registry: &Registry) -> io::Result<()> {
+    SourceFd(&fd.as_raw_fd()).deregister(registry)
+}
 
 /// Implements [`Source`] for a type that implements [`AsFd`], through [`SourceFd`].
 ///
@@ -90,7 +113,7 @@ macro_rules! source_via_fd {
                 token: Token,
                 interests: Interest,
             ) -> io::Result<()> {
-                SourceFd(&self.as_fd().as_raw_fd()).register(registry, token, interests)
+                register_fd(self.as_fd(), registry, token, interests)
             }
 
             fn reregister(
@@ -99,11 +122,11 @@ macro_rules! source_via_fd {
                 token: Token,
                 interests: Interest,
             ) -> io::Result<()> {
-                SourceFd(&self.as_fd().as_raw_fd()).reregister(registry, token, interests)
+                reregister_fd(self.as_fd(), registry, token, interests)
             }
 
             fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-                SourceFd(&self.as_fd().as_raw_fd()).deregister(registry)
+                deregister_fd(self.as_fd(), registry)
             }
         }
     )*};
@@ -152,7 +175,7 @@ impl<T: AsFd> Source for SocketFile<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        SourceFd(&self.as_fd().as_raw_fd()).register(registry, token, interests)
+        register_fd(self.as_fd(), registry, token, interests)
     }
 
     fn reregister(
@@ -161,10 +184,10 @@ impl<T: AsFd> Source for SocketFile<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        SourceFd(&self.as_fd().as_raw_fd()).reregister(registry, token, interests)
+        reregister_fd(self.as_fd(), registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.as_fd().as_raw_fd()).deregister(registry)
+        deregister_fd(self.as_fd(), registry)
     }
 }

@@ -632,9 +632,7 @@ fn posix_restart_after_a_crash() {
         }
         common::say("created");
         // Die without running any destructor, as a crashed program would.
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!("SIGKILL does not return");
+        common::die_like_a_crash();
     }
     let test = "posix_restart_after_a_crash";
     for role in ["victim", "keeper"] {
@@ -1287,9 +1285,7 @@ fn sysv_restart_after_a_crash() {
         let q = SysvMq::create(key).unwrap();
         q.send(1, b"left behind").unwrap();
         common::say(q.id());
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!("SIGKILL does not return");
+        common::die_like_a_crash();
     }
     let key = common::unique_key("sysv-msg");
     let _guard = RemoveKey(key);

@@ -322,19 +322,7 @@ fn reading_a_closed_pipe_is_eof() {
 #[test]
 fn pipe_descriptors_do_not_leak_into_children() {
     if common::role().is_some() {
-        let forbidden = common::arg("TARGETS");
-        let mine: Vec<String> = common::open_fds()
-            .into_iter()
-            .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
-            .map(|p| p.display().to_string())
-            .collect();
-        for target in forbidden.split(',') {
-            assert!(
-                !mine.contains(&target.to_string()),
-                "{target} leaked into the child: {mine:?}"
-            );
-        }
-        common::say(forbidden.split(',').count());
+        common::say(common::assert_not_inherited(&common::arg("TARGETS")));
         std::process::exit(0);
     }
     let (rx, tx) = pipe().unwrap();

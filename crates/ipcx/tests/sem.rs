@@ -978,9 +978,7 @@ fn sysv_uninitialised_set_is_reported_not_used() {
         let id = unsafe { libc::semget(key, 2, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
         assert!(id >= 0, "semget: {}", std::io::Error::last_os_error());
         common::say("created");
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!("SIGKILL does not return");
+        common::die_like_a_crash();
     }
     if common::role() == Some("slow".into()) {
         let key: i32 = common::arg("KEY").parse().unwrap();

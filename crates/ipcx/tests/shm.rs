@@ -105,9 +105,7 @@ fn posix_creation_is_exclusive_and_a_restart_after_a_crash_can_recover() {
         shm.keep();
         say("created");
         // Die without running any destructor, as a crash would.
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!();
+        common::die_like_a_crash();
     }
     let name = unique_name("shm");
     let _cleanup = UnlinkOnDrop(name.clone());
@@ -205,9 +203,7 @@ fn posix_open_waits_for_a_creator_to_finish_and_times_out_on_a_dead_one() {
         )
         .unwrap();
         say("created, not allocated");
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!();
+        common::die_like_a_crash();
     }
     let name = unique_name("shm");
     let _cleanup = UnlinkOnDrop(name.clone());

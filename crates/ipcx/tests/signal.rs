@@ -622,19 +622,7 @@ fn a_full_signal_queue_is_limit_reached_naming_rlimit_sigpending() {
 #[test]
 fn signal_descriptors_do_not_leak_into_children() {
     if common::role().is_some() {
-        let forbidden = common::arg("TARGETS");
-        let mine: Vec<String> = common::open_fds()
-            .into_iter()
-            .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
-            .map(|p| p.display().to_string())
-            .collect();
-        for target in forbidden.split(',') {
-            assert!(
-                !mine.contains(&target.to_string()),
-                "{target} leaked into the child: {mine:?}"
-            );
-        }
-        common::say(forbidden.split(',').count());
+        common::say(common::assert_not_inherited(&common::arg("TARGETS")));
         std::process::exit(0);
     }
     let _mask = SignalMask::block(&set(&[SIGUSR2])).unwrap();

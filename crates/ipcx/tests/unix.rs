@@ -589,9 +589,7 @@ fn a_stale_socket_file_of_a_killed_owner_is_taken_over() {
         let _server = listen(common::arg("PATH")).unwrap();
         common::say("bound");
         // Die without running any destructor, as a crashed server would.
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
-            .unwrap();
-        unreachable!("SIGKILL does not return");
+        common::die_like_a_crash();
     }
     let dir = common::tempdir();
     let path = dir.path().join("stale");

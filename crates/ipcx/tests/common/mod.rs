@@ -398,3 +398,34 @@ pub fn in_private_ipc_namespace(cmd: Command) -> Option<Command> {
 pub fn set_sysctl(path: &str, value: &str) {
     std::fs::write(path, value).unwrap_or_else(|e| panic!("write {value} to {path}: {e}"));
 }
+
+/// Ends this (child) process with `SIGKILL`, running no destructor: what a crashed program
+/// leaves behind is what stays.
+pub fn die_like_a_crash() -> ! {
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+        .unwrap();
+    unreachable!("SIGKILL does not return");
+}
+
+/// What each descriptor open in this process refers to ("pipe:[123]", a path…).
+pub fn open_fd_targets() -> Vec<String> {
+    open_fds()
+        .into_iter()
+        .filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// In a child: asserts that none of the comma-separated `forbidden` targets (as
+/// [`fd_target`] names them in the parent) is open here, and returns how many were
+/// checked.
+pub fn assert_not_inherited(forbidden: &str) -> usize {
+    let mine = open_fd_targets();
+    for target in forbidden.split(',') {
+        assert!(
+            !mine.contains(&target.to_string()),
+            "{target} leaked into the child: {mine:?}"
+        );
+    }
+    forbidden.split(',').count()
+}
