@@ -29,7 +29,7 @@ use rustix::net::{
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::name::check_socket_path;
 use crate::unix::Seqpacket;
-use crate::wait::{Backoff, Deadline, poll_now, retry, wait_fd};
+use crate::wait::{Backoff, Deadline, poll_now, retry, retry_blocking, wait_fd};
 
 mod sealed {
     /// Whether a socket type keeps message boundaries (datagram, seqpacket) or is a stream.
@@ -485,7 +485,7 @@ pub(crate) fn recv_msg(
     framing: Framing,
     max_fds: usize,
 ) -> Result<Received> {
-    let mut flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
     if framing == Framing::Messages {
         // Report a datagram's real length, so a truncation is seen and sized.
         flags |= RecvFlags::TRUNC;
@@ -503,8 +503,13 @@ pub(crate) fn recv_msg(
     };
     let len = buf.len();
     let mut fds = Vec::new();
-    let msg = retry(&[(fd, PollFlags::IN)], deadline, op, &label(fd), || {
+    let msg = retry_blocking(&[(fd, PollFlags::IN)], deadline, op, &label(fd), |block| {
         let mut control = RecvAncillaryBuffer::new(&mut *space);
+        let flags = if block {
+            flags
+        } else {
+            flags | RecvFlags::DONTWAIT
+        };
         let msg = rustix::net::recvmsg(fd, &mut [IoSliceMut::new(&mut *buf)], &mut control, flags)?;
         for message in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = message {

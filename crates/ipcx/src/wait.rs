@@ -137,6 +137,24 @@ pub(crate) fn retry<T>(
     }
 }
 
+/// As [`retry`], for operations that can also wait inside the kernel. `attempt(true)`
+/// may block there and is used for the blocking form ([`Deadline::Never`]);
+/// `attempt(false)` must not. On a blocking descriptor the blocking form is then one
+/// system call per operation, where the readiness loop costs three (a failed attempt, a
+/// `poll`, a second attempt), and its wake-up is the kernel's direct one rather than a
+/// `poll` wait queue's. A blocking attempt that still says `EAGAIN` (the descriptor is
+/// non-blocking after all) falls back to waiting with `poll`, so either mode is correct.
+pub(crate) fn retry_blocking<T>(
+    waits: &[(BorrowedFd<'_>, PollFlags)],
+    deadline: Deadline,
+    op: &'static str,
+    object: &dyn Display,
+    mut attempt: impl FnMut(bool) -> rustix::io::Result<T>,
+) -> Result<T> {
+    let block = matches!(deadline, Deadline::Never);
+    retry(waits, deadline, op, object, || attempt(block))
+}
+
 /// Retries `attempt` after a growing sleep (1 ms up to 20 ms) while it fails with a
 /// transient errno in `transient`, until the deadline. For waits the kernel gives no
 /// readiness event for: a FIFO with no reader yet, a Unix socket backlog that is full.

@@ -1266,3 +1266,112 @@ fn fifo_receiver_waits_for_the_next_sender_after_one_leaves() {
     let n = rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
     assert_eq!(&buf[..n], b"two");
 }
+
+/// One receiver through every form in turn. A pipe or FIFO receiver blocks inside `read`
+/// for `recv` and turns non-blocking for the other forms: `try_recv` and `recv_timeout`
+/// right after a blocking `recv` must still return at once or on time, and `recv` after
+/// them must still wait for the next message.
+fn every_form_in_turn(tx: &mut (dyn Sender + Send), rx: &mut dyn Receiver) {
+    let mut buf = [0u8; 64];
+    tx.send(b"one").unwrap();
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"one");
+    let err = rx.try_recv(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+    let err = rx
+        .recv_timeout(&mut buf, Duration::from_millis(50))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    tx.send(b"two").unwrap();
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"two");
+    tx.send(b"three").unwrap();
+    let n = rx.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"three");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            tx.send(b"four").unwrap();
+        });
+        // Blocking again, with nothing there yet: waits for the late message.
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"four");
+    });
+    let err = rx.try_recv(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+}
+
+/// `every_form_in_turn` on an anonymous pipe handed over with `from_pipe`, on a FIFO and
+/// on a Unix stream, in a child so that a receive that hangs fails the test. The pipe end
+/// the caller handed over keeps its mode: the receiver switches a description of its own.
+#[test]
+fn receivers_move_between_blocking_and_non_blocking_forms() {
+    if common::role().is_some() {
+        let (r, w) = ipcx::pipe::pipe().unwrap();
+        let shared = rustix::io::fcntl_dupfd_cloexec(&r, 0).unwrap();
+        let before = rustix::fs::fcntl_getfl(&shared).unwrap();
+        let mut tx = StreamSender::from_pipe(w);
+        let mut rx = StreamReceiver::from_pipe(r);
+        every_form_in_turn(&mut tx, &mut rx);
+        assert_eq!(rustix::fs::fcntl_getfl(&shared).unwrap(), before);
+
+        let dir = common::tempdir();
+        for scheme in ["fifo", "unix"] {
+            let addr: Address = format!("{scheme}:{}/{scheme}", dir.path().display())
+                .parse()
+                .unwrap();
+            let mut rx = channel::receiver(&addr).unwrap();
+            let mut tx = channel::sender_timeout(&addr, T).unwrap();
+            every_form_in_turn(&mut *tx, &mut *rx);
+        }
+        common::say("every form behaved");
+        std::process::exit(0);
+    }
+    let out = common::finish(
+        common::child(
+            "receivers_move_between_blocking_and_non_blocking_forms",
+            "child",
+            &[],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    assert!(
+        out.status.success() && common::reports(&out).contains("every form behaved"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A pipe sender reads SIGPIPE's disposition when it is made. Made while SIGPIPE kills
+/// (as in a C program), its sends to a pipe whose reader is gone are `PeerGone`, the
+/// process lives, and no SIGPIPE is left pending.
+#[test]
+fn pipe_sender_made_under_default_sigpipe_survives_a_gone_reader() {
+    if common::role().is_some() {
+        common::default_sigpipe();
+        let (r, w) = ipcx::pipe::pipe().unwrap();
+        let mut tx = StreamSender::from_pipe(w);
+        drop(r);
+        let err = tx.send(b"into the void").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+        assert!(!common::sigpipe_pending(), "the SIGPIPE must be consumed");
+        common::say("alive after EPIPE");
+        std::process::exit(0);
+    }
+    let out = common::finish(
+        common::child(
+            "pipe_sender_made_under_default_sigpipe_survives_a_gone_reader",
+            "child",
+            &[],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    assert!(
+        out.status.success() && common::reports(&out).contains("alive after EPIPE"),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -89,9 +89,14 @@ fn open(spec: &PeerSpec) -> Fallible<Box<dyn Port>> {
         }
         PeerLink::LibcPipe { size } => Box::new(FdPort::pipe(stdin()?, stdout()?, *size)),
         PeerLink::LibcUnix { path, size } => {
-            let conn = UnixStream::connect(path)
-                .map_err(|e| format!("connect to {}: {e}", path.display()))?;
-            Box::new(FdPort::socket(OwnedFd::from(conn), *size))
+            // The bench's pings come on the first connection, replies go on the second.
+            let connect = || {
+                UnixStream::connect(path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("connect to {}: {e}", path.display()))
+            };
+            let (pings, replies) = (connect()?, connect()?);
+            Box::new(FdPort::sockets(pings, replies, *size))
         }
         PeerLink::LibcMq { recv, send, size } => Box::new(MqPort::open(send, recv, *size)?),
     })

@@ -32,7 +32,7 @@ fn retry(op: &str, mut call: impl FnMut() -> isize) -> Fallible<usize> {
 /// messages: the ping size is known to both sides, so there is no framing.
 pub struct FdPort {
     read: OwnedFd,
-    /// `None` when the same descriptor reads and writes (a socket).
+    /// `None` when the same descriptor reads and writes.
     write: Option<OwnedFd>,
     /// Send with `send(2)` and receive with `recv(2)` (a socket), or `write`/`read`.
     socket: bool,
@@ -50,11 +50,12 @@ impl FdPort {
         }
     }
 
-    /// A connected Unix stream socket, used with `send(2)` and `recv(2)`.
-    pub fn socket(fd: OwnedFd, size: usize) -> Self {
+    /// Two connected Unix stream sockets, one each way (the shape of the `unix` row's
+    /// two one-way channels), used with `send(2)` and `recv(2)`.
+    pub fn sockets(read: OwnedFd, write: OwnedFd, size: usize) -> Self {
         FdPort {
-            read: fd,
-            write: None,
+            read,
+            write: Some(write),
             socket: true,
             size,
         }

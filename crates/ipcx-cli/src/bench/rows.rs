@@ -121,7 +121,9 @@ impl RowId {
             RowId::Udp => "UDP over loopback (`udp:` channel)",
             RowId::Eventfd => "two eventfds, no payload (ipcx::eventfd)",
             RowId::PipeLibc => "pipes with libc read/write: the baseline of `pipe`",
-            RowId::UnixLibc => "Unix stream with libc send/recv: the baseline of `unix`",
+            RowId::UnixLibc => {
+                "Unix stream, one connection each way, with libc send/recv: the baseline of `unix`"
+            }
             RowId::MqLibc => "POSIX mq with libc mq_send/mq_receive: the baseline of `mq`",
             RowId::Cacheline => "floor: one cache line bounced between the CPUs",
             RowId::Futex => "floor: futex wake ping-pong",
@@ -432,12 +434,18 @@ pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
                 size: plan.ping,
             };
             spawn(&setup.spec(row, link), Stdio::null(), Stdio::null())?;
-            let (conn, _) = listener
-                .accept()
-                .map_err(|e| format!("accept on {shown}: {e}"))?;
+            // The peer connects twice, in order: the first connection carries pings to
+            // it, the second its replies (a listener accepts in connection order).
+            let accept = || {
+                listener
+                    .accept()
+                    .map(|(conn, _)| OwnedFd::from(conn))
+                    .map_err(|e| format!("accept on {shown}: {e}"))
+            };
+            let (to_peer, from_peer) = (accept()?, accept()?);
             drop(listener);
             let _ = std::fs::remove_file(&path);
-            Ok(Box::new(FdPort::socket(OwnedFd::from(conn), plan.ping)))
+            Ok(Box::new(FdPort::sockets(from_peer, to_peer, plan.ping)))
         }
         RowId::MqLibc => {
             let a = Setup::posix_name(row, "a");

@@ -19,7 +19,7 @@ use crate::error::{Context, Error, ErrorKind, Result, read_sysctl};
 use crate::net::UdpOptions;
 use crate::sock::Framing;
 use crate::unix::{BindOptions, Seqpacket, SeqpacketListener, SocketFile};
-use crate::wait::{Deadline, retry};
+use crate::wait::{Deadline, retry, retry_blocking};
 
 /// The default cap on a Unix datagram or seqpacket message: 64 KiB.
 pub const DEFAULT_SOCKET_MAX: usize = 64 << 10;
@@ -390,13 +390,18 @@ fn recv_tagged(
 ) -> Result<usize> {
     let mut tag = [0u8; 1];
     let len = buf.len();
-    let msg = retry(&[(fd, PollFlags::IN)], deadline, "recv", label, || {
+    let msg = retry_blocking(&[(fd, PollFlags::IN)], deadline, "recv", label, |block| {
         let mut iov = [IoSliceMut::new(&mut tag), IoSliceMut::new(&mut *buf)];
+        let flags = RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC;
         rustix::net::recvmsg(
             fd,
             &mut iov,
             &mut RecvAncillaryBuffer::default(),
-            RecvFlags::DONTWAIT | RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC,
+            if block {
+                flags
+            } else {
+                flags | RecvFlags::DONTWAIT
+            },
         )
     })?;
     if msg.bytes == 0 {

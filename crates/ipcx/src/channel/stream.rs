@@ -21,20 +21,25 @@ use crate::net::TcpOptions;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::sys::sigpipe;
 use crate::unix::{BindOptions, SocketFile};
-use crate::wait::{Deadline, poll_now, retry};
+use crate::wait::{Deadline, poll_now, retry, retry_blocking};
 
 /// Where a framed sender writes.
 #[derive(Debug)]
 enum Sink {
-    Pipe(PipeWriter),
+    /// With `SIGPIPE`'s disposition as it was when the sender was made.
+    Pipe(PipeWriter, sigpipe::Snapshot),
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
 impl Sink {
+    fn pipe(writer: PipeWriter) -> Sink {
+        Sink::Pipe(writer, sigpipe::Snapshot::take())
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Sink::Pipe(p) => p.as_fd(),
+            Sink::Pipe(p, _) => p.as_fd(),
             Sink::Unix(s) => s.as_fd(),
             Sink::Tcp(s) => s.as_fd(),
         }
@@ -45,22 +50,39 @@ impl Sink {
         let fd = self.fd();
         let waits = [(fd, PollFlags::OUT)];
         match self {
-            Sink::Pipe(_) => retry(&waits, deadline, "write", label, || {
-                sigpipe::suppress(|| rustix::io::writev(fd, bufs))
+            Sink::Pipe(_, sigpipe) => retry(&waits, deadline, "write", label, || {
+                sigpipe.suppress(|| match single(bufs) {
+                    Some(one) => rustix::io::write(fd, one),
+                    None => rustix::io::writev(fd, bufs),
+                })
             }),
             Sink::Unix(_) | Sink::Tcp(_) => retry(&waits, deadline, "send", label, || {
-                rustix::net::sendmsg(
-                    fd,
-                    bufs,
-                    &mut SendAncillaryBuffer::default(),
-                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-                )
+                let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+                match single(bufs) {
+                    Some(one) => rustix::net::send(fd, one, flags),
+                    None => {
+                        rustix::net::sendmsg(fd, bufs, &mut SendAncillaryBuffer::default(), flags)
+                    }
+                }
             }),
         }
         .map_err(|e| match e.errno() {
             Some(libc::EPIPE | libc::ECONNRESET) => e.with_hint("the receiver closed the channel"),
             _ => e,
         })
+    }
+}
+
+/// Frames up to this size (header included) are copied into one buffer before writing.
+const SMALL_FRAME: usize = 512;
+
+/// The one non-empty slice of `bufs`, if that is all it holds: a plain `write`/`send`
+/// costs the kernel less than gathering.
+fn single<'a>(bufs: &'a [IoSlice<'a>]) -> Option<&'a [u8]> {
+    match bufs {
+        [one] => Some(one),
+        [one, rest @ ..] if rest.iter().all(|b| b.is_empty()) => Some(one),
+        _ => None,
     }
 }
 
@@ -77,6 +99,13 @@ impl Sink {
 /// 8-byte header are written atomically and never interleave; larger ones can, which the
 /// receiver reports as [`ErrorKind::Corrupt`]. Give each FIFO one sender, or keep
 /// messages small.
+///
+/// On a pipe or FIFO whose receiver is gone, a send is [`ErrorKind::PeerGone`] and never
+/// raises `SIGPIPE`. The sender reads `SIGPIPE`'s disposition once, when it is made: if
+/// the process ignores `SIGPIPE` (every Rust program does, unless it opted out), its
+/// writes go straight to the kernel; otherwise each write blocks `SIGPIPE` in the calling
+/// thread and consumes the one it raised. A program that sets `SIGPIPE` back to its
+/// default action after making a pipe sender should make the sender again.
 pub struct StreamSender {
     sink: Sink,
     label: Address,
@@ -90,7 +119,7 @@ impl StreamSender {
     /// A sender that frames messages on the write end of a pipe (for instance a child's
     /// stdin, adopted with `PipeWriter::try_from`), with the default cap of 16 MiB.
     pub fn from_pipe(writer: PipeWriter) -> StreamSender {
-        StreamSender::new(Sink::Pipe(writer), Address::pipe(), DEFAULT_MAX)
+        StreamSender::new(Sink::pipe(writer), Address::pipe(), DEFAULT_MAX)
     }
 
     /// A sender on a connected Unix stream socket.
@@ -132,8 +161,8 @@ impl StreamSender {
                 let fd = dup_stdio(std::io::stdout().as_fd(), "stdout", addr)?;
                 match stream_kind(&fd, "stdout", addr)? {
                     Kind::Pipe => {
-                        let fd = private_description(fd, OFlags::WRONLY);
-                        Sink::Pipe(PipeWriter::try_from(fd).map_err(|e| e.with_object(addr))?)
+                        let fd = private_description(fd.as_fd(), OFlags::WRONLY).unwrap_or(fd);
+                        Sink::pipe(PipeWriter::try_from(fd).map_err(|e| e.with_object(addr))?)
                     }
                     Kind::Unix => Sink::Unix(UnixStream::from(fd)),
                     Kind::Tcp => Sink::Tcp(TcpStream::from(fd)),
@@ -150,7 +179,7 @@ impl StreamSender {
                         Deadline::Never => fifo.open_writer(),
                         Deadline::At(..) => fifo.open_writer_timeout(left(deadline)),
                     }?;
-                    Ok(Sink::Pipe(writer))
+                    Ok(Sink::pipe(writer))
                 })?
             }
             Transport::Unix => {
@@ -201,12 +230,20 @@ impl StreamSender {
             .map_err(|e| send_error(e, &self.label, deadline))?;
         let header = frame::encode_header(msg.len())?;
         let total = HEADER_LEN + msg.len();
+        // A small frame goes out from one buffer: a plain one-slice write is cheaper for
+        // the kernel than gathering two slices, which shows in small-message latency.
+        let mut small = [0u8; SMALL_FRAME];
+        let whole = (total <= SMALL_FRAME).then(|| {
+            small[..HEADER_LEN].copy_from_slice(&header);
+            small[HEADER_LEN..total].copy_from_slice(msg);
+            &small[..total]
+        });
         let mut done = 0;
         while done < total {
-            let slices = if done < HEADER_LEN {
-                [IoSlice::new(&header[done..]), IoSlice::new(msg)]
-            } else {
-                [IoSlice::new(&msg[done - HEADER_LEN..]), IoSlice::new(&[])]
+            let slices = match whole {
+                Some(frame) => [IoSlice::new(&frame[done..]), IoSlice::new(&[])],
+                None if done < HEADER_LEN => [IoSlice::new(&header[done..]), IoSlice::new(msg)],
+                None => [IoSlice::new(&msg[done - HEADER_LEN..]), IoSlice::new(&[])],
             };
             match self.sink.write(&slices, deadline, &self.label) {
                 Ok(n) => done += n,
@@ -283,10 +320,10 @@ impl fmt::Debug for StreamSender {
 
 /// Where a framed receiver reads.
 enum Source {
-    Pipe(PipeReader),
+    Pipe(PipeIn),
     /// The reader is declared first, so it closes before the owner removes the FIFO.
     Fifo {
-        reader: PipeReader,
+        input: PipeIn,
         fifo: Fifo,
     },
     Unix {
@@ -326,7 +363,15 @@ impl StreamReceiver {
     /// A receiver of framed messages from the read end of a pipe (for instance a child's
     /// stdout, adopted with `PipeReader::try_from`), with the default cap of 16 MiB.
     pub fn from_pipe(reader: PipeReader) -> StreamReceiver {
-        StreamReceiver::new(Source::Pipe(reader), Address::pipe(), DEFAULT_MAX)
+        // A description of its own (through /proc) can block in the kernel without
+        // changing the mode of the one the caller handed over, which others may share.
+        let input = match private_description(reader.as_fd(), OFlags::RDONLY)
+            .and_then(|fd| PipeReader::try_from(fd).ok())
+        {
+            Some(own) => PipeIn::private(own),
+            None => PipeIn::shared(reader),
+        };
+        StreamReceiver::new(Source::Pipe(input), Address::pipe(), DEFAULT_MAX)
     }
 
     /// A receiver on a connected Unix stream socket.
@@ -368,8 +413,15 @@ impl StreamReceiver {
                 let fd = dup_stdio(std::io::stdin().as_fd(), "stdin", addr)?;
                 match stream_kind(&fd, "stdin", addr)? {
                     Kind::Pipe => {
-                        let fd = private_description(fd, OFlags::RDONLY);
-                        Source::Pipe(PipeReader::try_from(fd).map_err(|e| e.with_object(addr))?)
+                        let input = match private_description(fd.as_fd(), OFlags::RDONLY) {
+                            Some(own) => PipeIn::private(
+                                PipeReader::try_from(own).map_err(|e| e.with_object(addr))?,
+                            ),
+                            None => PipeIn::shared(
+                                PipeReader::try_from(fd).map_err(|e| e.with_object(addr))?,
+                            ),
+                        };
+                        Source::Pipe(input)
                     }
                     Kind::Unix => Source::UnixConn(UnixStream::from(fd)),
                     Kind::Tcp => Source::TcpConn(TcpStream::from(fd)),
@@ -384,7 +436,10 @@ impl StreamReceiver {
                     .create(path)
                     .map_err(|e| e.with_object(addr))?;
                 let reader = fifo.open_reader().map_err(|e| e.with_object(addr))?;
-                Source::Fifo { reader, fifo }
+                Source::Fifo {
+                    input: PipeIn::private(reader),
+                    fifo,
+                }
             }
             Transport::Unix => {
                 let path = addr
@@ -428,19 +483,21 @@ impl StreamReceiver {
         let label = &self.label;
         let decoder = &mut self.decoder;
         let result = match &mut self.source {
-            Source::Pipe(reader) => {
-                let fd = reader.as_fd();
+            Source::Pipe(input) => {
+                input.prepare(deadline, label)?;
+                let fd = input.reader.as_fd();
                 decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label))
             }
-            Source::Fifo { reader, fifo } => {
-                let fd = reader.as_fd();
+            Source::Fifo { input, fifo } => {
+                input.prepare(deadline, label)?;
+                let fd = input.reader.as_fd();
                 let r = decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label));
                 if ends_connection(&r) {
                     // The last writer left: the read end now reports hang-up until a new
                     // writer opens the FIFO, so every receive would fail at once. A fresh
                     // read end has seen no writer and waits for the next sender.
                     if let Ok(fresh) = fifo.open_reader() {
-                        *reader = fresh;
+                        *input = PipeIn::private(fresh);
                     }
                     decoder.reset();
                 }
@@ -567,24 +624,75 @@ fn dup_stdio(fd: BorrowedFd<'_>, which: &str, addr: &Address) -> Result<OwnedFd>
     })
 }
 
-/// A pipe or FIFO on stdin/stdout reopened through `/proc/self/fd`, which gives a new open
-/// file description: ipcx keeps its pipes non-blocking underneath, and on the inherited
-/// description that flag would be shared with everything else in this process (and its
-/// children) that uses stdin/stdout, making their reads and writes fail with `EAGAIN`.
-/// Where the reopen is impossible (no `/proc`), the duplicate is used as it is, and its
-/// blocking mode is restored when the channel is dropped.
-fn private_description(fd: OwnedFd, access: OFlags) -> OwnedFd {
+/// A pipe or FIFO reopened through `/proc/self/fd`, which gives a new open file
+/// description: ipcx keeps its pipes non-blocking underneath, or blocking
+/// while a blocking receive waits (see [`PipeIn`]), and on an inherited description (stdin,
+/// stdout, an end the caller handed over) that flag would be shared with everything else
+/// that uses it, making their reads and writes fail with `EAGAIN` or wait. `None` where
+/// the reopen is impossible (no `/proc`): the caller then uses the descriptor as it is,
+/// whose blocking mode is restored when the channel is dropped.
+fn private_description(fd: BorrowedFd<'_>, access: OFlags) -> Option<OwnedFd> {
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // O_NONBLOCK on the open itself: opening a FIFO for writing would otherwise wait for
     // a reader (stdout's reader exists, but a FIFO may have lost it meanwhile).
-    match rustix::fs::open(
+    rustix::fs::open(
         path.as_str(),
         access | OFlags::CLOEXEC | OFlags::NONBLOCK,
         rustix::fs::Mode::empty(),
-    ) {
-        Ok(own) => own,
-        Err(_) => fd,
+    )
+    .ok()
+}
+
+/// A pipe or FIFO read end, and the blocking mode it is in now.
+///
+/// On a description only this channel uses ([`private_description`], or a FIFO end it
+/// opened), the mode follows the receive: a blocking receive runs on a blocking
+/// descriptor, so it is one `read` that sleeps in the kernel rather than a failed read, a
+/// `poll` and a second read (about a tenth of a pipe round trip on a virtual machine),
+/// while `try_recv` and `recv_timeout` run non-blocking. The mode changes only when the
+/// kind of receive does, so a run of one kind costs no `fcntl`. A shared description stays
+/// non-blocking, as ipcx keeps its pipes, and waits with `poll`.
+struct PipeIn {
+    reader: PipeReader,
+    /// Whether the description is this channel's alone, so its mode may change.
+    private: bool,
+    /// Whether `O_NONBLOCK` is clear now.
+    blocking: bool,
+}
+
+impl PipeIn {
+    fn private(reader: PipeReader) -> PipeIn {
+        PipeIn {
+            reader,
+            private: true,
+            blocking: false,
+        }
+    }
+
+    fn shared(reader: PipeReader) -> PipeIn {
+        PipeIn {
+            reader,
+            private: false,
+            blocking: false,
+        }
+    }
+
+    /// Puts the descriptor in the mode a receive until `deadline` reads best in.
+    fn prepare(&mut self, deadline: Deadline, label: &Address) -> Result<()> {
+        let want = self.private && matches!(deadline, Deadline::Never);
+        if want != self.blocking {
+            let fd = self.reader.as_fd();
+            let flags = rustix::fs::fcntl_getfl(fd).op_on("F_GETFL", label)?;
+            let flags = if want {
+                flags - OFlags::NONBLOCK
+            } else {
+                flags | OFlags::NONBLOCK
+            };
+            rustix::fs::fcntl_setfl(fd, flags).op_on("F_SETFL", label)?;
+            self.blocking = want;
+        }
+        Ok(())
     }
 }
 
@@ -653,6 +761,8 @@ pub(crate) fn accept(fd: BorrowedFd<'_>, deadline: Deadline, label: &Address) ->
 
 /// One read from a pipe or FIFO: `Ok(0)` only at end of stream (a FIFO with no writer
 /// yet is not at its end: that waits).
+///
+/// On a blocking descriptor ([`PipeIn`]) the blocking form waits inside `read`.
 fn read_pipe(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -661,7 +771,8 @@ fn read_pipe(
 ) -> Result<usize> {
     retry(&[(fd, PollFlags::IN)], deadline, "read", label, || {
         loop {
-            match rustix::io::read(fd, &mut *buf) {
+            let got = rustix::io::read(fd, &mut *buf);
+            match got {
                 Ok(0) => {
                     let ev = poll_now(fd, PollFlags::IN);
                     if ev.contains(PollFlags::IN) {
@@ -686,8 +797,13 @@ fn read_socket(
     deadline: Deadline,
     label: &Address,
 ) -> Result<usize> {
-    retry(&[(fd, PollFlags::IN)], deadline, "recv", label, || {
-        rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT).map(|(n, _)| n)
+    retry_blocking(&[(fd, PollFlags::IN)], deadline, "recv", label, |block| {
+        let flags = if block {
+            RecvFlags::empty()
+        } else {
+            RecvFlags::DONTWAIT
+        };
+        rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
     })
     .map_err(|e| match e.errno() {
         Some(libc::ECONNRESET) => e.with_hint("the sender reset the connection"),

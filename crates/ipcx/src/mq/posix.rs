@@ -32,15 +32,19 @@
 //!
 //! # Blocking and readiness
 //!
-//! ipcx opens every queue descriptor with `O_NONBLOCK` and builds the blocking and
-//! `_timeout` forms by waiting for readiness with `poll(2)`, which Linux supports on queue
-//! descriptors: readable while a message is queued, writable while there is room. So
-//! timeouts run on the monotonic clock (not the settable real-time clock `mq_timedsend`
-//! uses), and a signal never cuts a wait short: `EINTR` is retried with the time that
-//! remains. The same readiness is yours through [`AsFd`]: register a queue with
-//! `poll`/`epoll`, `mio` or tokio's `AsyncFd` and call [`try_recv`](MessageQueue::try_recv)
-//! when it is readable. [`MessageQueue::notify_signal`] offers `mq_notify(3)`'s signal
-//! instead, for programs built around signals.
+//! ipcx opens queue descriptors in blocking mode, and gives each call the form it asks
+//! for. The blocking forms ([`send`](MessageQueue::send), [`recv`](MessageQueue::recv))
+//! wait inside `mq_send`/`mq_receive`: one system call per message, as in a C program.
+//! The `try_` forms never wait: they pass `mq_timedsend`/`mq_timedreceive` a deadline
+//! that has already passed, which the kernel answers at once. The `_timeout` forms wait
+//! for readiness with `poll(2)`, which Linux supports on queue descriptors (readable
+//! while a message is queued, writable while there is room), and then try; so timeouts
+//! run on the monotonic clock (not the settable real-time clock `mq_timedsend` uses).
+//! A signal never cuts a wait short: `EINTR` is retried with the time that remains. The
+//! same readiness is yours through [`AsFd`]: register a queue with `poll`/`epoll`, `mio`
+//! or tokio's `AsyncFd` and call [`try_recv`](MessageQueue::try_recv) when it is
+//! readable. [`MessageQueue::notify_signal`] offers `mq_notify(3)`'s signal instead, for
+//! programs built around signals.
 //!
 //! # Ownership
 //!
@@ -73,7 +77,7 @@ use crate::error::{Context, Error, ErrorKind, Result, read_sysctl};
 use crate::name::PosixName;
 use crate::owner::{OpenMode, obtain};
 use crate::sys;
-use crate::wait::{Deadline, retry};
+use crate::wait::{Deadline, retry_blocking};
 
 /// One more than the highest message priority (32768 on Linux): priorities run from 0 to
 /// `MQ_PRIO_MAX - 1`, and higher ones are received first.
@@ -255,7 +259,7 @@ impl MqOptions {
 
     fn make(&self, name: PosixName, attr: Option<(usize, usize)>) -> Result<MessageQueue> {
         let cname = name.to_cstring();
-        let oflag = self.access.oflag() | libc::O_CREAT | libc::O_EXCL | libc::O_NONBLOCK;
+        let oflag = self.access.oflag() | libc::O_CREAT | libc::O_EXCL;
         // The kernel clamps nothing: values beyond any limit fail with EINVAL, which
         // `create_error` explains.
         let fd = sys::mq::open(&cname, oflag, self.mode, attr)
@@ -290,7 +294,7 @@ impl MqOptions {
 
     fn open_existing(&self, name: PosixName) -> Result<MessageQueue> {
         let cname = name.to_cstring();
-        let fd = sys::mq::open(&cname, self.access.oflag() | libc::O_NONBLOCK, 0, None)
+        let fd = sys::mq::open(&cname, self.access.oflag(), 0, None)
             .map_err(|e| open_error(e, &name, self.access))?;
         let mut queue = MessageQueue {
             fd,
@@ -466,8 +470,9 @@ pub struct MqAttributes {
     pub max_msg_size: usize,
     /// How many messages are queued now (`mq_curmsgs`).
     pub messages: usize,
-    /// Whether this descriptor is non-blocking (`O_NONBLOCK` in `mq_flags`). Always true
-    /// for ipcx's descriptors, which wait with `poll` instead of blocking in the kernel.
+    /// Whether this descriptor is non-blocking (`O_NONBLOCK` in `mq_flags`). False for
+    /// ipcx's descriptors, whose `try_` forms never wait either way (see the module
+    /// documentation).
     pub nonblocking: bool,
 }
 
@@ -641,8 +646,9 @@ impl MessageQueue {
     /// The registration is one-shot: it is removed when the signal is sent, and must be
     /// renewed for the next one. One process at a time may be registered per queue. The
     /// signal is not sent if another process is blocked in `mq_receive` on the queue at
-    /// that moment (ipcx's own blocking receives wait in `poll`, so they do not suppress
-    /// it), nor for messages that arrive while the queue is not empty.
+    /// that moment (ipcx's blocking [`recv`](MessageQueue::recv) is such a receive, and
+    /// suppresses it; [`recv_timeout`](MessageQueue::recv_timeout) waits in `poll` and
+    /// does not), nor for messages that arrive while the queue is not empty.
     ///
     /// **Trap:** the kernel drops the registration when the registering process closes
     /// *any* descriptor of the queue, not only this handle: dropping a second
@@ -748,12 +754,18 @@ impl MessageQueue {
             );
         }
         let fd = self.fd.as_fd();
-        retry(
+        retry_blocking(
             &[(fd, PollFlags::OUT)],
             deadline,
             "mq_send",
             &self.name,
-            || sys::mq::send(fd, msg, prio),
+            |block| {
+                if block {
+                    sys::mq::send(fd, msg, prio)
+                } else {
+                    sys::mq::send_now(fd, msg, prio)
+                }
+            },
         )
         .map_err(|e| match (e.kind(), deadline) {
             (ErrorKind::WouldBlock, _) => e.with_hint(format!(
@@ -791,12 +803,18 @@ impl MessageQueue {
                 )));
         }
         let fd = self.fd.as_fd();
-        retry(
+        retry_blocking(
             &[(fd, PollFlags::IN)],
             deadline,
             "mq_receive",
             &self.name,
-            || sys::mq::receive(fd, buf),
+            |block| {
+                if block {
+                    sys::mq::receive(fd, buf)
+                } else {
+                    sys::mq::receive_now(fd, buf)
+                }
+            },
         )
         .map_err(|e| match (e.kind(), deadline) {
             (ErrorKind::WouldBlock, _) => {

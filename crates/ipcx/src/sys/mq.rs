@@ -88,7 +88,7 @@ pub(crate) fn unlink(name: &CStr) -> rustix::io::Result<()> {
     Ok(())
 }
 
-/// `mq_send(mq, msg, prio)`; with an `O_NONBLOCK` descriptor it never waits.
+/// `mq_send(mq, msg, prio)`: on a blocking descriptor it waits for room.
 pub(crate) fn send(mq: BorrowedFd<'_>, msg: &[u8], prio: u32) -> rustix::io::Result<()> {
     // SAFETY:
     // - `mq` is a live descriptor for the duration of the call (it is borrowed);
@@ -129,6 +129,70 @@ pub(crate) fn receive(mq: BorrowedFd<'_>, buf: &mut [u8]) -> rustix::io::Result<
         return Err(last_errno());
     }
     Ok((n as usize, prio))
+}
+
+/// An absolute time on `CLOCK_REALTIME` that has always passed: a timed call given it
+/// never waits.
+const PASSED: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
+
+/// `mq_timedsend` with a deadline that has passed: a send that never waits, also on a
+/// blocking descriptor. A full queue is `EAGAIN`, as with `O_NONBLOCK`.
+pub(crate) fn send_now(mq: BorrowedFd<'_>, msg: &[u8], prio: u32) -> rustix::io::Result<()> {
+    // SAFETY:
+    // - `mq` is a live descriptor for the duration of the call (it is borrowed);
+    // - `msg` is valid for reads of `msg.len()` bytes for the whole call, and the kernel
+    //   only reads it;
+    // - `PASSED` is a valid `timespec` (nanoseconds in range) in static memory.
+    let rc = unsafe {
+        libc::mq_timedsend(
+            mq.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            prio as libc::c_uint,
+            &PASSED,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(not_waited(last_errno())),
+    }
+}
+
+/// `mq_timedreceive` with a deadline that has passed: a receive that never waits, also on
+/// a blocking descriptor. An empty queue is `EAGAIN`, as with `O_NONBLOCK`.
+pub(crate) fn receive_now(mq: BorrowedFd<'_>, buf: &mut [u8]) -> rustix::io::Result<(usize, u32)> {
+    let mut prio: libc::c_uint = 0;
+    // SAFETY:
+    // - `mq` is a live descriptor for the duration of the call (it is borrowed);
+    // - `buf` is valid for writes of `buf.len()` bytes and exclusively borrowed, and the
+    //   kernel writes at most that many bytes;
+    // - `prio` is a local the kernel writes one `unsigned int` to;
+    // - `PASSED` is a valid `timespec` in static memory.
+    let n = unsafe {
+        libc::mq_timedreceive(
+            mq.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut prio,
+            &PASSED,
+        )
+    };
+    if n < 0 {
+        return Err(not_waited(last_errno()));
+    }
+    Ok((n as usize, prio))
+}
+
+/// A passed deadline's `ETIMEDOUT` means the call would have had to wait.
+fn not_waited(e: Errno) -> Errno {
+    if e == Errno::TIMEDOUT {
+        Errno::AGAIN
+    } else {
+        e
+    }
 }
 
 /// `mq_getattr(mq)`.

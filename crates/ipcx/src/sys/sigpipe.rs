@@ -12,11 +12,46 @@
 use std::mem::MaybeUninit;
 
 /// Runs `write` so that an `EPIPE` it causes is returned as an error and never delivers
-/// `SIGPIPE` to the process.
+/// `SIGPIPE` to the process. Reads the disposition on every call (one `sigaction`).
 pub(crate) fn suppress<T>(write: impl FnOnce() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     if sigpipe_ignored() {
         return write();
     }
+    suppress_blocked(write)
+}
+
+/// `SIGPIPE`'s disposition as a long-lived writer found it when it was made, so that its
+/// writes cost no `sigaction` each (a system call per message is a measurable share of a
+/// pipe round trip). Writers that hold one document that restoring `SIGPIPE`'s default
+/// action after they were made is not seen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Snapshot {
+    ignored: bool,
+}
+
+impl Snapshot {
+    /// Reads the disposition now.
+    pub(crate) fn take() -> Snapshot {
+        Snapshot {
+            ignored: sigpipe_ignored(),
+        }
+    }
+
+    /// As [`suppress`], trusting the disposition read by [`take`](Snapshot::take).
+    pub(crate) fn suppress<T>(
+        self,
+        write: impl FnOnce() -> rustix::io::Result<T>,
+    ) -> rustix::io::Result<T> {
+        if self.ignored {
+            write()
+        } else {
+            suppress_blocked(write)
+        }
+    }
+}
+
+/// Runs `write` with `SIGPIPE` blocked in this thread, consuming a `SIGPIPE` it raised.
+fn suppress_blocked<T>(write: impl FnOnce() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
