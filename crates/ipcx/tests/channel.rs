@@ -1375,3 +1375,31 @@ fn pipe_sender_made_under_default_sigpipe_survives_a_gone_reader() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A message that `try_send` reported sent but only partly wrote (it is larger than the
+/// pipe) still arrives whole when the sender is dropped at once: the drop lingers to write
+/// the rest while the receiver reads. With no linger, the rest is given up and the
+/// receiver sees the stream end inside the message.
+#[test]
+fn dropping_a_sender_lingers_to_finish_a_committed_message() {
+    for linger in [StreamSender::DEFAULT_LINGER, Duration::ZERO] {
+        let (r, w) = ipcx::pipe::pipe().unwrap();
+        let mut tx = StreamSender::from_pipe(w).with_linger(linger);
+        let mut rx = StreamReceiver::from_pipe(r);
+        let big = pattern(9, 300_000);
+        tx.try_send(&big).unwrap();
+        let dropper = std::thread::spawn(move || drop(tx));
+        let mut buf = vec![0u8; 400_000];
+        let got = rx.recv_timeout(&mut buf, T);
+        dropper.join().unwrap();
+        if linger.is_zero() {
+            let err = got.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+        } else {
+            let n = got.unwrap();
+            assert!(buf[..n] == big[..], "the message must arrive whole");
+            let err = rx.recv_timeout(&mut buf, T).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+        }
+    }
+}

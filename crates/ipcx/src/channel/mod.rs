@@ -77,8 +77,17 @@
 //! an end-of-data message of your own protocol. A byte stream's sender whose
 //! `try_send` or `send_timeout` runs out of room after part of a message went out keeps
 //! the rest (at most one message) and returns `Ok`: the message is committed and goes out
-//! with the next call or [`Sender::flush`]; dropping the sender before then cuts it short,
-//! which its receiver reports as `PeerGone` saying how much arrived.
+//! with the next call or [`Sender::flush`]. Dropping the sender before then waits up to
+//! its [linger](StreamSender::with_linger) time (1 s) to write the rest; a receiver that
+//! does not take it in that time reports `PeerGone` saying how much arrived.
+//!
+//! `shm:` sees a peer go through a lock byte that the kernel releases when the last
+//! descriptor of the peer's open file description closes. That description is shared
+//! with children forked (without `exec`) while the channel was open, so a peer that forked
+//! is seen gone only once its children have exited too. Both sides map the object: a peer
+//! that shrinks it (`ftruncate`, which its owner's uid may do) makes the other side's next
+//! access to the lost pages a `SIGBUS`, as with any shared mapping; use `shm:` only
+//! between processes that trust each other that far, and a socket or queue otherwise.
 //!
 //! # Choosing
 //!

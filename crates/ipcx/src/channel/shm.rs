@@ -97,8 +97,10 @@ impl Shared {
     }
 
     /// Waits on the semaphore at `sem` until it can be taken, `deadline` passes, or
-    /// `gone` says the peer has left (checked after each 50 ms slice, and once more
-    /// after the peer is seen gone, since its last post may have come just before).
+    /// `gone` says the peer has left. The peer is checked only when a wait finds nothing
+    /// (the `try_` form) or a 50 ms slice of one runs out, so a message that is there is
+    /// taken without a system call; after the peer is seen gone the semaphore is tried
+    /// once more, since its last post may have come just before it left.
     fn take(
         &self,
         sem: usize,
@@ -108,9 +110,15 @@ impl Shared {
     ) -> Result<()> {
         let s = self.sem(sem)?;
         loop {
-            match s.try_wait() {
+            let waited = match deadline.remaining(op, &self.label) {
+                // `remaining` is the WouldBlock error for the `try_` form.
+                Err(_) if matches!(deadline, Deadline::Now) => s.try_wait(),
+                Err(e) => return Err(e),
+                Ok(left) => s.wait_timeout(left.map_or(SLICE, |l| l.min(SLICE))),
+            };
+            match waited {
                 Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e),
             }
             if let Some(why) = gone(self)? {
@@ -124,11 +132,8 @@ impl Shared {
                     Err(e) => Err(e),
                 };
             }
-            let left = deadline.remaining(op, &self.label)?;
-            match s.wait_timeout(left.map_or(SLICE, |l| l.min(SLICE))) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::TimedOut => {}
-                Err(e) => return Err(e),
+            if matches!(deadline, Deadline::Now) {
+                return Err(Error::from_errno(op, libc::EAGAIN).with_object(&self.label));
             }
         }
     }

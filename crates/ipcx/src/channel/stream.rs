@@ -93,7 +93,10 @@ fn single<'a>(bufs: &'a [IoSlice<'a>]) -> Option<&'a [u8]> {
 /// [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout) runs out of
 /// room after part of a frame went out, the rest of it (at most one message) is kept and
 /// the send returns `Ok`; the next send, or [`flush`](Sender::flush), writes it first.
-/// Dropping the sender tries once, without waiting, to write a kept tail.
+/// Dropping the sender writes a kept tail, waiting for room at most its
+/// [linger](StreamSender::with_linger) time (1 s by default), so a message reported sent
+/// is not cut short by the drop while the receiver is reading; if the receiver does not
+/// take it in that time, it sees the stream end inside that message.
 ///
 /// On a FIFO with several senders, frames of up to `PIPE_BUF` (4096) bytes less the
 /// 8-byte header are written atomically and never interleave; larger ones can, which the
@@ -113,9 +116,14 @@ pub struct StreamSender {
     /// The unsent tail of the last frame, from `tail_pos` on.
     tail: Vec<u8>,
     tail_pos: usize,
+    /// How long dropping the sender waits to write the tail.
+    linger: Duration,
 }
 
 impl StreamSender {
+    /// How long dropping a sender waits, by default, to write the rest of a message.
+    pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
     /// A sender that frames messages on the write end of a pipe (for instance a child's
     /// stdin, adopted with `PipeWriter::try_from`), with the default cap of 16 MiB.
     pub fn from_pipe(writer: PipeWriter) -> StreamSender {
@@ -143,6 +151,16 @@ impl StreamSender {
         Ok(self)
     }
 
+    /// Sets how long dropping the sender waits for room to write the rest of a message
+    /// that a [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout)
+    /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER), 1 s). `Duration::ZERO` writes
+    /// what fits at once and gives up the rest; the receiver then sees the stream end
+    /// inside that message ([`ErrorKind::PeerGone`], naming how much arrived).
+    pub fn with_linger(mut self, linger: Duration) -> StreamSender {
+        self.linger = linger;
+        self
+    }
+
     fn new(sink: Sink, label: Address, max: usize) -> StreamSender {
         StreamSender {
             sink,
@@ -150,6 +168,7 @@ impl StreamSender {
             max,
             tail: Vec::new(),
             tail_pos: 0,
+            linger: StreamSender::DEFAULT_LINGER,
         }
     }
 
@@ -304,7 +323,16 @@ impl Sender for StreamSender {
 
 impl Drop for StreamSender {
     fn drop(&mut self) {
-        let _ = self.flush_until(Deadline::Now);
+        if self.tail_pos < self.tail.len() {
+            let deadline = if self.linger.is_zero() {
+                Deadline::Now
+            } else {
+                Deadline::after(self.linger)
+            };
+            // Nothing to report to: a receiver that did not take the rest in time sees
+            // the stream end inside the message.
+            let _ = self.flush_until(deadline);
+        }
     }
 }
 

@@ -73,7 +73,20 @@ pub const DEFAULT_INIT_WAIT: Duration = Duration::from_secs(1);
 pub struct UnnamedSemaphore<'r> {
     state: &'r AtomicU32,
     sem: ShmSem<'r>,
-    label: String,
+    label: SemLabel,
+}
+
+/// Names a semaphore in error messages by its offset; formatted only when printed, so
+/// attaching costs no allocation.
+#[derive(Clone, Copy, Debug)]
+struct SemLabel {
+    offset: usize,
+}
+
+impl std::fmt::Display for SemLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unnamed semaphore at offset {}", self.offset)
+    }
 }
 
 impl<'r> UnnamedSemaphore<'r> {
@@ -165,7 +178,7 @@ impl<'r> UnnamedSemaphore<'r> {
     }
 
     fn locate(region: &'r Region, offset: usize) -> Result<UnnamedSemaphore<'r>> {
-        let label = format!("unnamed semaphore at offset {offset}");
+        let label = SemLabel { offset };
         let in_bounds = offset
             .checked_add(UnnamedSemaphore::SIZE)
             .is_some_and(|end| end <= region.len());
