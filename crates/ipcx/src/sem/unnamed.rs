@@ -108,7 +108,7 @@ impl<'r> UnnamedSemaphore<'r> {
         let max = sem_value_max();
         if value > max {
             return Err(Error::new("sem_init", ErrorKind::InvalidInput)
-                .with_object(&slot.label)
+                .with_object(slot.label)
                 .with_hint(format!(
                     "initial value {value} exceeds SEM_VALUE_MAX ({max})"
                 )));
@@ -121,14 +121,14 @@ impl<'r> UnnamedSemaphore<'r> {
             Ok(_) => {}
             Err(READY | INITIALISING) => {
                 return Err(Error::new("sem_init", ErrorKind::AlreadyExists)
-                    .with_object(&slot.label)
+                    .with_object(slot.label)
                     .with_hint("this slot already holds a semaphore; attach to it instead"));
             }
             Err(other) => return Err(slot.corrupt(other)),
         }
         if let Err(e) = slot.sem.init(value) {
             slot.state.store(EMPTY, Ordering::Release);
-            return Err(Error::from_errno("sem_init", e.raw_os_error()).with_object(&slot.label));
+            return Err(Error::from_errno("sem_init", e.raw_os_error()).with_object(slot.label));
         }
         // Release pairs with the Acquire load in `attach`: whoever sees READY also sees
         // everything `sem_init` wrote.
@@ -184,7 +184,7 @@ impl<'r> UnnamedSemaphore<'r> {
             .is_some_and(|end| end <= region.len());
         if !in_bounds || !offset.is_multiple_of(UnnamedSemaphore::ALIGN) {
             return Err(Error::new("sem_init", ErrorKind::InvalidInput)
-                .with_object(&label)
+                .with_object(label)
                 .with_hint(format!(
                     "a semaphore needs {} bytes at an offset aligned to {} inside the {}-byte \
                      region",
@@ -202,7 +202,7 @@ impl<'r> UnnamedSemaphore<'r> {
 
     fn corrupt(&self, state: u32) -> Error {
         Error::new("sem attach", ErrorKind::Corrupt)
-            .with_object(&self.label)
+            .with_object(self.label)
             .with_hint(format!(
                 "the state word is {state:#x}, not a semaphore ipcx initialised: the offset is \
                  wrong or another process overwrote it"
@@ -250,7 +250,7 @@ impl<'r> UnnamedSemaphore<'r> {
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
         value(&self.sem).map_err(|e| {
-            Error::from_errno("sem_getvalue", e.raw_os_error()).with_object(&self.label)
+            Error::from_errno("sem_getvalue", e.raw_os_error()).with_object(self.label)
         })
     }
 }
