@@ -28,10 +28,11 @@
 //! the source is still ready. End of file (`Ok(0)` from a pipe or socket) and
 //! [`PeerGone`](crate::ErrorKind::PeerGone) also end the loop.
 //!
-//! The `try_` methods never block: ipcx keeps pipe, FIFO, listener and message queue
-//! descriptors non-blocking underneath, and sends and receives on sockets pass
-//! `MSG_DONTWAIT`. Do not clear `O_NONBLOCK` on them. Only ipcx's blocking and
-//! `_timeout` forms wait (in `poll(2)`), and they do not belong in a mio event loop.
+//! The `try_` methods never block: ipcx keeps pipe, FIFO and listener descriptors
+//! non-blocking underneath (do not clear `O_NONBLOCK` on them), sends and receives on
+//! sockets pass `MSG_DONTWAIT`, and message queue `try_` forms pass an expired deadline.
+//! Only ipcx's blocking and `_timeout` forms wait (in the kernel's own call, or in
+//! `poll(2)`), and they do not belong in a mio event loop.
 //!
 //! # Examples
 //!

@@ -1,10 +1,12 @@
 //! Deadlines and readiness waits shared by every blocking call.
 //!
-//! ipcx keeps the descriptors it drives in non-blocking mode and builds the three forms of
-//! every call (blocking, `try_`, `_timeout`) from one loop: try the operation; on `EAGAIN`,
-//! wait with `poll` for readiness until the deadline; on `EINTR`, go round again with the
-//! time that remains. A signal therefore never surfaces as an error and never stretches a
-//! timeout.
+//! ipcx builds the three forms of every call (blocking, `try_`, `_timeout`) from one
+//! loop: try the operation without waiting; on `EAGAIN`, wait with `poll` for readiness
+//! until the deadline; on `EINTR`, go round again with the time that remains. A signal
+//! therefore never surfaces as an error and never stretches a timeout. Where the kernel
+//! can wait itself ([`retry_blocking`]: a blocking socket, a queue, a pipe end the channel
+//! owns), the blocking form's attempt waits inside the call instead, one system call per
+//! operation; on a descriptor that turns out non-blocking it falls back to the loop.
 
 use std::fmt::Display;
 use std::os::fd::BorrowedFd;

@@ -1312,6 +1312,12 @@ fn receivers_move_between_blocking_and_non_blocking_forms() {
         let before = rustix::fs::fcntl_getfl(&shared).unwrap();
         let mut tx = StreamSender::from_pipe(w);
         let mut rx = StreamReceiver::from_pipe(r);
+        tx.send(b"blocking").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 8);
+        // Right after a blocking receive (its own description is now blocking), the
+        // caller's description still has the flags it had.
+        assert_eq!(rustix::fs::fcntl_getfl(&shared).unwrap(), before);
         every_form_in_turn(&mut tx, &mut rx);
         assert_eq!(rustix::fs::fcntl_getfl(&shared).unwrap(), before);
 
@@ -1402,4 +1408,115 @@ fn dropping_a_sender_lingers_to_finish_a_committed_message() {
             assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
         }
     }
+}
+
+/// A zero timeout still moves what can move at once: `send_timeout(ZERO)` with room and
+/// `recv_timeout(ZERO)` with a message waiting succeed on every kind of wait (socket,
+/// FIFO, queue readiness, shared-memory semaphores); with nothing waiting, the receive
+/// times out.
+#[test]
+fn a_zero_timeout_still_takes_what_is_there() {
+    let dir = common::tempdir();
+    let mq = common::unique_name("mq");
+    let shm = common::unique_name("shm");
+    for text in [
+        format!("shm:{shm}"),
+        format!("mq:{mq}"),
+        format!("unix:{}/zero", dir.path().display()),
+        format!("unix-seqpacket:{}/zero-sp", dir.path().display()),
+        format!("fifo:{}/zero-fifo", dir.path().display()),
+    ] {
+        let addr: Address = text.parse().unwrap();
+        let mut rx = channel::receiver(&addr).unwrap();
+        let mut tx = channel::sender_timeout(&addr, T).unwrap();
+        tx.send_timeout(b"now", Duration::ZERO)
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        let mut buf = vec![0u8; rx.max_message()];
+        let n = rx
+            .recv_timeout(&mut buf, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(&buf[..n], b"now", "{text}");
+        let err = rx.recv_timeout(&mut buf, Duration::ZERO).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{text}: {err}");
+    }
+}
+
+/// `from_pipe` on a named FIFO whose writer has come and gone reports the end of the
+/// stream: the receiver keeps the FIFO's own description (a reopened one would never
+/// show the hang-up) instead of waiting for ever.
+#[test]
+fn a_stream_receiver_on_a_fifo_whose_writer_left_sees_peer_gone() {
+    let dir = common::tempdir();
+    let fifo = ipcx::fifo::FifoOptions::new()
+        .create(dir.path().join("left"))
+        .unwrap();
+    let reader = fifo.open_reader().unwrap();
+    drop(fifo.try_open_writer().unwrap());
+    let mut rx = StreamReceiver::from_pipe(reader);
+    let err = rx.recv_timeout(&mut [0u8; 16], T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+}
+
+/// A receiver shared by `fork` (parent and child both receive on it) never turns a
+/// child's `recv_timeout` into an endless wait when the parent's blocking `recv` has put
+/// the shared description in blocking mode.
+#[test]
+fn a_forked_child_receiving_on_a_pipe_channel_keeps_its_timeouts() {
+    if common::role().is_none() {
+        let out = common::finish(
+            common::child(
+                "a_forked_child_receiving_on_a_pipe_channel_keeps_its_timeouts",
+                "child",
+                &[],
+            )
+            .spawn()
+            .unwrap(),
+        );
+        assert!(
+            out.status.success() && common::reports(&out).contains("child timed out"),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let (r, w) = ipcx::pipe::pipe().unwrap();
+    let mut tx = StreamSender::from_pipe(w);
+    let mut rx = StreamReceiver::from_pipe(r);
+    // SAFETY: this role process has not started any thread of its own; the child only
+    // receives on the channel and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm only arms a timer; its default action ends this child if the
+        // receive below hangs, so the parent sees a failure instead of waiting for ever.
+        unsafe { libc::alarm(20) };
+        // Let the parent enter its blocking receive first.
+        std::thread::sleep(Duration::from_millis(300));
+        let got = rx.recv_timeout(&mut [0u8; 16], Duration::from_millis(200));
+        let code = match got {
+            Err(e) if e.kind() == ErrorKind::TimedOut => 0,
+            _ => 1,
+        };
+        // SAFETY: _exit ends the forked child without running the parent's destructors
+        // or the test harness's exit code.
+        unsafe { libc::_exit(code) };
+    }
+    let waiter = std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a local the call writes.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        tx.send(b"release").unwrap();
+        status
+    });
+    let mut buf = [0u8; 16];
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"release");
+    let status = waiter.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's recv_timeout must time out (status {status:#x})"
+    );
+    common::say("child timed out");
+    std::process::exit(0);
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
     Receiver, Sender, buffer_too_small, forms, recv_error, send_error, too_large, until_receiver,
@@ -110,11 +110,14 @@ impl Shared {
     ) -> Result<()> {
         let s = self.sem(sem)?;
         loop {
-            let waited = match deadline.remaining(op, &self.label) {
-                // `remaining` is the WouldBlock error for the `try_` form.
-                Err(_) if matches!(deadline, Deadline::Now) => s.try_wait(),
-                Err(e) => return Err(e),
-                Ok(left) => s.wait_timeout(left.map_or(SLICE, |l| l.min(SLICE))),
+            let waited = match deadline {
+                Deadline::Now => s.try_wait(),
+                Deadline::Never => s.wait_timeout(SLICE),
+                // A deadline that has passed still takes what is there now.
+                Deadline::At(at, _) => match at.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => s.try_wait(),
+                    left => s.wait_timeout(left.min(SLICE)),
+                },
             };
             match waited {
                 Ok(()) => return Ok(()),
@@ -132,9 +135,8 @@ impl Shared {
                     Err(e) => Err(e),
                 };
             }
-            if matches!(deadline, Deadline::Now) {
-                return Err(Error::from_errno(op, libc::EAGAIN).with_object(&self.label));
-            }
+            // The WouldBlock or TimedOut error once no time is left.
+            deadline.remaining(op, &self.label)?;
         }
     }
 }

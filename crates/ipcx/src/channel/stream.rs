@@ -19,7 +19,7 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::fifo::{Fifo, FifoOptions};
 use crate::net::TcpOptions;
 use crate::pipe::{PipeReader, PipeWriter};
-use crate::sys::sigpipe;
+use crate::sys::{fork, sigpipe};
 use crate::unix::{BindOptions, SocketFile};
 use crate::wait::{Deadline, poll_now, retry, retry_blocking};
 
@@ -155,7 +155,9 @@ impl StreamSender {
     /// that a [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout)
     /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER), 1 s). `Duration::ZERO` writes
     /// what fits at once and gives up the rest; the receiver then sees the stream end
-    /// inside that message ([`ErrorKind::PeerGone`], naming how much arrived).
+    /// inside that message ([`ErrorKind::PeerGone`], naming how much arrived). A linger
+    /// too long to represent as a deadline (`Duration::MAX`) waits as long as it takes.
+    /// Senders opened from an address ([`sender`](super::sender)) keep the default.
     pub fn with_linger(mut self, linger: Duration) -> StreamSender {
         self.linger = linger;
         self
@@ -652,15 +654,27 @@ fn dup_stdio(fd: BorrowedFd<'_>, which: &str, addr: &Address) -> Result<OwnedFd>
     })
 }
 
-/// A pipe or FIFO reopened through `/proc/self/fd`, which gives a new open file
+/// A pipe reopened through `/proc/self/fd`, which gives a new open file
 /// description: ipcx keeps its pipes non-blocking underneath, or blocking
-/// while a blocking receive waits (see [`PipeIn`]), and on an inherited description (stdin,
+/// for blocking receives (see [`PipeIn`]), and on an inherited description (stdin,
 /// stdout, an end the caller handed over) that flag would be shared with everything else
 /// that uses it, making their reads and writes fail with `EAGAIN` or wait. `None` where
 /// the reopen is impossible (no `/proc`): the caller then uses the descriptor as it is,
 /// whose blocking mode is restored when the channel is dropped.
+///
+/// A read end is reopened only on an anonymous pipe (pipefs). A named FIFO's read end
+/// reopened after its last writer left would never report the hang-up on the new
+/// description (the kernel shows `POLLHUP` to a FIFO reader only for writers it has seen
+/// come and go), so a receiver on it would wait for ever instead of seeing the end.
 fn private_description(fd: BorrowedFd<'_>, access: OFlags) -> Option<OwnedFd> {
     use std::os::fd::AsRawFd;
+    /// `PIPEFS_MAGIC` from `<linux/magic.h>`.
+    const PIPEFS_MAGIC: u64 = 0x5049_5045;
+    let on_pipefs = rustix::fs::fstatfs(fd)
+        .is_ok_and(|st| u64::try_from(st.f_type).is_ok_and(|t| t == PIPEFS_MAGIC));
+    if access == OFlags::RDONLY && !on_pipefs {
+        return None;
+    }
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // O_NONBLOCK on the open itself: opening a FIFO for writing would otherwise wait for
     // a reader (stdout's reader exists, but a FIFO may have lost it meanwhile).
@@ -681,12 +695,21 @@ fn private_description(fd: BorrowedFd<'_>, access: OFlags) -> Option<OwnedFd> {
 /// while `try_recv` and `recv_timeout` run non-blocking. The mode changes only when the
 /// kind of receive does, so a run of one kind costs no `fcntl`. A shared description stays
 /// non-blocking, as ipcx keeps its pipes, and waits with `poll`.
+///
+/// A `fork` shares the description with the child. The parent may keep switching it, so
+/// a child (counted by [`fork::generation`]) that receives on its copy treats the end as
+/// shared and sets `O_NONBLOCK` again before every receive: its `try_recv` and
+/// `recv_timeout` never wait in `read`, and the parent, finding the flag set, only falls
+/// back to `poll`.
 struct PipeIn {
     reader: PipeReader,
     /// Whether the description is this channel's alone, so its mode may change.
     private: bool,
-    /// Whether `O_NONBLOCK` is clear now.
+    /// Whether `O_NONBLOCK` is clear now, as far as this process set it.
     blocking: bool,
+    /// [`fork::generation`] when this end was made: a different count later means this is
+    /// a forked child.
+    forks: u64,
 }
 
 impl PipeIn {
@@ -695,6 +718,7 @@ impl PipeIn {
             reader,
             private: true,
             blocking: false,
+            forks: fork::generation(),
         }
     }
 
@@ -703,13 +727,18 @@ impl PipeIn {
             reader,
             private: false,
             blocking: false,
+            forks: fork::generation(),
         }
     }
 
     /// Puts the descriptor in the mode a receive until `deadline` reads best in.
     fn prepare(&mut self, deadline: Deadline, label: &Address) -> Result<()> {
+        let child = fork::generation() != self.forks;
+        if child {
+            self.private = false;
+        }
         let want = self.private && matches!(deadline, Deadline::Never);
-        if want != self.blocking {
+        if want != self.blocking || child {
             let fd = self.reader.as_fd();
             let flags = rustix::fs::fcntl_getfl(fd).op_on("F_GETFL", label)?;
             let flags = if want {

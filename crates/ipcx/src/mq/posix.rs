@@ -830,7 +830,10 @@ impl MessageQueue {
 
 impl AsFd for MessageQueue {
     /// The queue descriptor, for `poll`/`epoll`: readable while a message is queued,
-    /// writable while there is room. It is non-blocking; leave it so.
+    /// writable while there is room. It is in blocking mode (see the module docs): after
+    /// a readiness event, receive with [`try_recv`](MessageQueue::try_recv), which never
+    /// waits, rather than a raw `mq_receive`, which could if another reader took the
+    /// message first.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

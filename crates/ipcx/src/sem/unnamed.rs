@@ -258,7 +258,7 @@ impl<'r> UnnamedSemaphore<'r> {
 impl fmt::Debug for UnnamedSemaphore<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnnamedSemaphore")
-            .field("object", &self.label)
+            .field("object", &format_args!("{}", self.label))
             .finish()
     }
 }

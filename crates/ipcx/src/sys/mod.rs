@@ -7,6 +7,7 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
+pub(crate) mod fork;
 pub(crate) mod lock;
 pub(crate) mod mq;
 pub(crate) mod msg;

@@ -9,9 +9,9 @@ wrapper! {
     /// most urgent message.
     ///
     /// Linux lets a queue descriptor be watched with epoll: readable while a message is
-    /// queued, writable while there is room. ipcx opens every queue non-blocking, so
-    /// this wrapper waits for readiness in tokio's reactor and then makes one
-    /// non-blocking `mq_send`/`mq_receive`. The owner semantics of the wrapped queue do
+    /// queued, writable while there is room. This wrapper waits for readiness in
+    /// tokio's reactor and then makes one attempt that never waits (`mq_timedsend` /
+    /// `mq_timedreceive` with a deadline that has passed: the queue's `try_` forms). The owner semantics of the wrapped queue do
     /// not change: a queue this process created is unlinked when the wrapper (or what
     /// [`into_inner`](AsyncMessageQueue::into_inner) returned) is dropped.
     ///
