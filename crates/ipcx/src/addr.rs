@@ -529,6 +529,17 @@ impl Options {
             return Err(invalid(text, format!("option `{key}` is given twice")));
         }
         let bad = |what: &str| invalid(text, format!("option `{key}={value}`: {what}"));
+        if key != "nodelay" {
+            // Every other option is a number, and Rust's integer parsers accept a leading
+            // `+` (and `-`): refuse any sign, so one value has one spelling.
+            let digits = value.strip_prefix("0o").unwrap_or(value);
+            if let Some(unsigned) = digits.strip_prefix(['+', '-']) {
+                let prefix = &value[..value.len() - digits.len()];
+                return Err(bad(&format!(
+                    "no sign is allowed; write {key}={prefix}{unsigned}"
+                )));
+            }
+        }
         match key {
             "mode" => {
                 let digits = value.strip_prefix("0o").unwrap_or(value);
@@ -744,9 +755,10 @@ fn split_host_port(target: &str) -> std::result::Result<(&str, u16), String> {
         }
         (host, port)
     };
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("`{port}` is not a port number (0 to 65535)"))?;
+    let port = Some(port)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| format!("`{port}` is not a port number (0 to 65535)"))?;
     Ok((host, port))
 }
 

@@ -1079,6 +1079,62 @@ fn bad_addresses_say_what_is_wrong() {
             ErrorKind::InvalidInput,
             "shm: takes mode, capacity, max",
         ),
+        // A sign is not part of any number in an address, though Rust's parsers take `+`.
+        (
+            "unix:/tmp/x?mode=+7",
+            ErrorKind::InvalidInput,
+            "option `mode=+7`: no sign is allowed; write mode=7",
+        ),
+        (
+            "unix:/tmp/x?mode=0o+7",
+            ErrorKind::InvalidInput,
+            "option `mode=0o+7`: no sign is allowed",
+        ),
+        (
+            "mq:/jobs?prio=+3",
+            ErrorKind::InvalidInput,
+            "option `prio=+3`: no sign is allowed; write prio=3",
+        ),
+        (
+            "mq:/jobs?capacity=+5",
+            ErrorKind::InvalidInput,
+            "option `capacity=+5`: no sign is allowed; write capacity=5",
+        ),
+        (
+            "mq:/jobs?msgsize=+5K",
+            ErrorKind::InvalidInput,
+            "option `msgsize=+5K`: no sign is allowed",
+        ),
+        (
+            "pipe:?max=+5",
+            ErrorKind::InvalidInput,
+            "option `max=+5`: no sign is allowed",
+        ),
+        (
+            "sysv-mq:5?type=+2",
+            ErrorKind::InvalidInput,
+            "option `type=+2`: no sign is allowed; write type=2",
+        ),
+        (
+            "sysv-mq:5?type=-2",
+            ErrorKind::InvalidInput,
+            "option `type=-2`: no sign is allowed",
+        ),
+        (
+            "tcp:localhost:+80",
+            ErrorKind::InvalidInput,
+            "`+80` is not a port number",
+        ),
+        (
+            "sysv-mq:+5",
+            ErrorKind::InvalidInput,
+            "`+5` is not a System V key",
+        ),
+        (
+            "sysv-mq:0x+5",
+            ErrorKind::InvalidInput,
+            "`0x+5` is not a System V key",
+        ),
     ] {
         let err = input.parse::<Address>().unwrap_err();
         assert_eq!(err.kind(), kind, "{input}: {err}");
