@@ -816,6 +816,94 @@ fn stream_channel_over_an_anonymous_pipe() {
     assert_eq!(err.kind(), ErrorKind::PeerGone);
 }
 
+/// Stream channels made from a socket someone else connected name that socket in their
+/// errors (its file, its peer's, or `tcp:HOST:PORT`), never `pipe:`.
+#[test]
+fn stream_channels_from_sockets_name_the_socket_in_errors() {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    let too_big = u32::MAX as usize + 1;
+    let check = |err: ipcx::Error, kind: ErrorKind, names: &str| {
+        assert_eq!(err.kind(), kind, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(names), "the error names {names}: {text}");
+        assert!(!text.contains("pipe:"), "{text}");
+    };
+
+    // Unix: the sender names the listener's file (its peer), and so does the receiver
+    // of the accepted connection (its own address).
+    let dir = common::tempdir();
+    let path = dir.path().join("adopted.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let client = UnixStream::connect(&path).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let named = format!("unix:{}", path.display());
+    let tx = StreamSender::from_unix(client);
+    check(
+        tx.with_max_message(too_big).unwrap_err(),
+        ErrorKind::InvalidInput,
+        &named,
+    );
+    let mut tx = StreamSender::from_unix(UnixStream::connect(&path).unwrap());
+    let mut rx = StreamReceiver::from_unix(server);
+    drop(listener.accept().unwrap());
+    let mut gone = Err(());
+    for _ in 0..100 {
+        // The peer's close shows on the next send or the one after.
+        match tx.send_timeout(b"x", T) {
+            Err(e) => {
+                gone = Ok(e);
+                break;
+            }
+            Ok(()) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    check(gone.unwrap(), ErrorKind::PeerGone, &named);
+    // The first sender (dropped with its error) was this receiver's peer.
+    let err = rx.recv_timeout(&mut [0u8; 8], T).unwrap_err();
+    check(err, ErrorKind::PeerGone, &named);
+
+    // A socket pair has no name: the error says so.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let mut rx = StreamReceiver::from_unix(a);
+    check(
+        rx.try_recv(&mut [0u8; 8]).unwrap_err(),
+        ErrorKind::WouldBlock,
+        "unnamed unix stream socket",
+    );
+
+    // TCP: the sender names the server's address, the receiver the address it was
+    // reached at (the same one).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let named = format!("tcp:127.0.0.1:{port}");
+    let tx = StreamSender::from_tcp(client);
+    let mut rx = StreamReceiver::from_tcp(server);
+    check(
+        rx.recv_timeout(&mut [0u8; 8], Duration::from_millis(10))
+            .unwrap_err(),
+        ErrorKind::TimedOut,
+        &named,
+    );
+    drop(tx);
+    check(
+        rx.recv_timeout(&mut [0u8; 8], T).unwrap_err(),
+        ErrorKind::PeerGone,
+        &named,
+    );
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    check(
+        StreamSender::from_tcp(client)
+            .with_max_message(too_big)
+            .unwrap_err(),
+        ErrorKind::InvalidInput,
+        &named,
+    );
+}
+
 /// Reliability 18: signals during a wait never surface as errors nor cut the timeout
 /// short, on the transports whose waits are built differently (poll on a socket, slices
 /// of semaphore waits, queue readiness, System V polling).

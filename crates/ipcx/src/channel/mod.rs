@@ -384,7 +384,7 @@ pub(crate) fn until_receiver<T>(
 }
 
 /// Rewrites the errors of an ended wait into the channel's words, naming the address.
-pub(crate) fn recv_error(e: Error, label: &Address, deadline: Deadline) -> Error {
+pub(crate) fn recv_error(e: Error, label: &dyn fmt::Display, deadline: Deadline) -> Error {
     let e = e.with_object(label);
     match (e.kind(), deadline) {
         (ErrorKind::WouldBlock, _) => Error::new("recv", ErrorKind::WouldBlock)
@@ -398,7 +398,7 @@ pub(crate) fn recv_error(e: Error, label: &Address, deadline: Deadline) -> Error
 }
 
 /// As [`recv_error`], for sends.
-pub(crate) fn send_error(e: Error, label: &Address, deadline: Deadline) -> Error {
+pub(crate) fn send_error(e: Error, label: &dyn fmt::Display, deadline: Deadline) -> Error {
     let e = e.with_object(label);
     match (e.kind(), deadline) {
         (ErrorKind::WouldBlock, _) => Error::new("send", ErrorKind::WouldBlock)
@@ -417,7 +417,7 @@ pub(crate) fn send_error(e: Error, label: &Address, deadline: Deadline) -> Error
 }
 
 /// The error for a message above the channel's limit, before anything is sent.
-pub(crate) fn too_large(label: &Address, len: usize, max: usize, limit: &str) -> Error {
+pub(crate) fn too_large(label: &dyn fmt::Display, len: usize, max: usize, limit: &str) -> Error {
     Error::new("send", ErrorKind::MessageTooLarge)
         .with_object(label)
         .with_hint(format!(
@@ -426,7 +426,7 @@ pub(crate) fn too_large(label: &Address, len: usize, max: usize, limit: &str) ->
 }
 
 /// The error for a receive buffer too small for the next message, which stays pending.
-pub(crate) fn buffer_too_small(label: &Address, len: usize, buf: usize) -> Error {
+pub(crate) fn buffer_too_small(label: &dyn fmt::Display, len: usize, buf: usize) -> Error {
     Error::new("recv", ErrorKind::MessageTooLarge)
         .with_object(label)
         .with_hint(format!(
