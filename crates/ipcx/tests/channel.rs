@@ -977,6 +977,12 @@ fn addresses_parse_print_and_round_trip() {
         ("mailbox:jobs", "mailbox:jobs"),
         ("unix:/tmp/a%3Fb", "unix:/tmp/a%3Fb"),
         ("fifo:/tmp/100%25", "fifo:/tmp/100%25"),
+        // Names escape `?` and `%` as paths do: the query starts at the first bare `?`.
+        ("mq:/a%3Fb?prio=1", "mq:/a%3Fb?prio=1"),
+        ("shm:100%25", "shm:/100%25"),
+        ("ring:/r%3f", "ring:/r%3F"),
+        ("mq:/tab%09", "mq:/tab%09"),
+        ("mailbox:a%3Fb%25", "mailbox:a%3Fb%25"),
     ] {
         let a: Address = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(a.to_string(), canonical, "{input}");
@@ -986,6 +992,29 @@ fn addresses_parse_print_and_round_trip() {
     }
     let a: Address = "unix:/tmp/a%3Fb".parse().unwrap();
     assert_eq!(a.path().unwrap(), std::path::Path::new("/tmp/a?b"));
+    let a: Address = "mq:/a%3Fb?prio=1".parse().unwrap();
+    assert_eq!(a.name().unwrap().as_str(), "/a?b");
+    assert_eq!(a.options().prio, Some(1));
+    assert_eq!(
+        "mailbox:a%3Fb%25".parse::<Address>().unwrap().mailbox(),
+        Some("a?b%")
+    );
+    for (name, printed) in [
+        ("a?b", "mq:/a%3Fb"),
+        ("50%", "mq:/50%25"),
+        ("ü?", "mq:/ü%3F"),
+    ] {
+        let a = Address::mq(name).unwrap();
+        assert_eq!(a.to_string(), printed);
+        assert_eq!(printed.parse::<Address>().unwrap(), a, "{printed}");
+        let a = Address::shm(name)
+            .unwrap()
+            .with_option("capacity", "2")
+            .unwrap();
+        let again: Address = a.to_string().parse().unwrap();
+        assert_eq!(again, a);
+        assert_eq!(again.name().unwrap().as_str(), format!("/{name}"));
+    }
     let a: Address = "tcp:[::1]:7000?max=2".parse().unwrap();
     assert_eq!(a.host_port(), Some(("::1", 7000)));
     assert_eq!(a.transport(), Transport::Tcp);
@@ -1096,6 +1125,15 @@ fn bad_addresses_say_what_is_wrong() {
         ),
         ("sysv-mq:0", ErrorKind::InvalidInput, "IPC_PRIVATE"),
         ("mailbox:a/b", ErrorKind::InvalidName, "one component"),
+        ("mq:/100%", ErrorKind::InvalidInput, "two hex digits"),
+        ("shm:/%zz", ErrorKind::InvalidInput, "two hex digits"),
+        ("mq:/%FF", ErrorKind::InvalidInput, "not UTF-8"),
+        (
+            "mq:/a%2Fb",
+            ErrorKind::InvalidName,
+            "no '/' after the first",
+        ),
+        ("mailbox:a%2Fb", ErrorKind::InvalidName, "one component"),
         ("mq:/jobs?", ErrorKind::InvalidInput, "nothing follows `?`"),
         (
             "mq:/jobs?capacity",
