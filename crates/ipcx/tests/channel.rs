@@ -904,6 +904,133 @@ fn stream_channels_from_sockets_name_the_socket_in_errors() {
     );
 }
 
+/// Fills a socket channel until the sender's next `try_send` would block; returns how
+/// many messages went in.
+fn fill(tx: &mut (dyn Sender + Send), msg: &[u8]) -> usize {
+    let mut sent = 0;
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => sent += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return sent,
+            Err(e) => panic!("filling the channel: {e}"),
+        }
+        assert!(sent < 1_000_000, "the channel never filled");
+    }
+}
+
+/// A receive into a buffer smaller than the next message, on a message socket, leaves
+/// the message in the kernel (it is peeked at, not taken into a spare buffer of the
+/// channel's maximum): the channel stays exactly as full as it was, the error names the
+/// message's size, and the next receive with room takes it. The empty, blocking and timed
+/// forms with a small buffer wait and time out as with a large one.
+#[test]
+fn small_buffers_leave_the_message_in_the_kernel() {
+    let dir = common::tempdir();
+    for scheme in ["unix-dgram", "unix-seqpacket"] {
+        let addr: Address = format!("{scheme}:{}/small", dir.path().display())
+            .parse()
+            .unwrap();
+        let mut rx = channel::receiver(&addr).unwrap();
+        let mut tx = channel::sender_timeout(&addr, T).unwrap();
+        let mut small = [0u8; 4];
+
+        let err = rx.try_recv(&mut small).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{scheme}: {err}");
+        let err = rx
+            .recv_timeout(&mut small, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{scheme}: {err}");
+
+        let msg = b"0123456789";
+        let sent = fill(tx.as_mut(), msg);
+        assert!(sent > 0, "{scheme}");
+        for _ in 0..3 {
+            let err = rx.try_recv(&mut small).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{scheme}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("10 bytes but the buffer has 4 bytes") && text.contains(scheme),
+                "{text}"
+            );
+            let err = rx.recv_timeout(&mut small, T).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{scheme}: {err}");
+        }
+        // Nothing was taken out of the socket: the channel is as full as before.
+        let err = tx.try_send(msg).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::WouldBlock,
+            "{scheme}: a too-small receive took the message out of the kernel"
+        );
+        // A buffer that fits, though smaller than the channel's maximum, takes them all
+        // in order; the blocking form with a small buffer waits for the next one.
+        let mut fits = [0u8; 10];
+        for _ in 0..sent {
+            assert_eq!(rx.recv_timeout(&mut fits, T).unwrap(), 10, "{scheme}");
+            assert_eq!(&fits, msg);
+        }
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(b"late").unwrap();
+            tx
+        });
+        let n = rx.recv(&mut small).unwrap();
+        assert_eq!(&small[..n], b"late", "{scheme}");
+        drop(late.join().unwrap());
+        if scheme == "unix-seqpacket" {
+            // The end of the connection shows through the peek as through a receive.
+            let err = rx.recv_timeout(&mut small, T).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{scheme}: {err}");
+        }
+    }
+}
+
+/// A Unix datagram receiver shared by several senders: a message too large for the
+/// buffer stays first in line (later senders' messages wait behind it, in order), and a
+/// datagram above the channel's cap is taken and reported, so it cannot stop the
+/// receiver for everyone else.
+#[test]
+fn datagram_receiver_with_several_senders_keeps_order_around_large_messages() {
+    let dir = common::tempdir();
+    let path = format!("{}/shared", dir.path().display());
+    let addr: Address = format!("unix-dgram:{path}?max=100").parse().unwrap();
+    let mut rx = channel::receiver(&addr).unwrap();
+    let mut a = channel::sender_timeout(&addr, T).unwrap();
+    // A sender that was told a larger cap than the receiver's.
+    let wide: Address = format!("unix-dgram:{path}?max=1000").parse().unwrap();
+    let mut b = channel::sender_timeout(&wide, T).unwrap();
+
+    a.send(b"from a, ten").unwrap();
+    b.send(b"b1").unwrap();
+    b.send(&[7u8; 500]).unwrap();
+    a.send(b"a2").unwrap();
+
+    let mut small = [0u8; 4];
+    for _ in 0..2 {
+        let err = rx.recv_timeout(&mut small, T).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+        assert!(
+            err.to_string().contains("11 bytes but the buffer has 4"),
+            "{err}"
+        );
+    }
+    let mut buf = [0u8; 11];
+    assert_eq!(rx.recv_timeout(&mut buf, T).unwrap(), 11);
+    assert_eq!(&buf, b"from a, ten");
+    let n = rx.recv_timeout(&mut small, T).unwrap();
+    assert_eq!(&small[..n], b"b1");
+    // Above the receiver's cap of 100: taken and discarded, whatever the buffer.
+    let err = rx.recv_timeout(&mut small, T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+    assert!(
+        err.to_string()
+            .contains("500-byte datagram is above this channel's cap of 100 bytes"),
+        "{err}"
+    );
+    let n = rx.recv_timeout(&mut small, T).unwrap();
+    assert_eq!(&small[..n], b"a2");
+}
+
 /// Reliability 18: signals during a wait never surface as errors nor cut the timeout
 /// short, on the transports whose waits are built differently (poll on a socket, slices
 /// of semaphore waits, queue readiness, System V polling).

@@ -435,34 +435,79 @@ pub(crate) fn buffer_too_small(label: &dyn fmt::Display, len: usize, buf: usize)
         ))
 }
 
-/// A message received into the receiver's own buffer because the caller's was smaller
-/// than the channel's maximum; kept until a large enough buffer comes.
+/// What a message queue does with a receive buffer smaller than its largest message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ShortBuffer {
+    /// Refuses it whatever the next message's length (POSIX `mq_receive` wants at least
+    /// `mq_msgsize` bytes): receive through the spare buffer.
+    Refused,
+    /// Takes a message that fits, and leaves one that does not queued without saying
+    /// its length (System V `msgrcv`, `E2BIG`): receive directly, and through the spare
+    /// buffer only to learn the length of one that did not fit.
+    KeepsTooLarge,
+}
+
+/// A message a queue receiver took into its own buffer because the caller's was too
+/// small, kept until a large enough buffer comes.
+///
+/// Message queues cannot peek at the next message's length, which sockets do instead
+/// (`MSG_PEEK | MSG_TRUNC`, leaving the message in the kernel). The buffer is allocated
+/// at the queue's maximum the first time it is needed, and kept.
 #[derive(Default)]
 pub(crate) struct Spare {
     buf: Vec<u8>,
-    pub(crate) pending: Option<usize>,
+    pending: Option<usize>,
 }
 
 impl Spare {
-    /// Receives through the spare buffer when `buf` is smaller than `max` (a datagram
-    /// that did not fit would be lost), and hands out a pending message first.
+    /// Receives one message into `buf` with `recv(buffer, deadline)`, handing out a
+    /// pending one first. A buffer of `max` bytes or more is passed straight to `recv`;
+    /// a smaller one is handled as `short` says, so that a message that does not fit
+    /// fails with [`buffer_too_small`], naming its length, and stays pending.
     pub(crate) fn recv(
         &mut self,
         buf: &mut [u8],
         max: usize,
         label: &Address,
-        mut recv: impl FnMut(&mut [u8]) -> Result<usize>,
+        short: ShortBuffer,
+        deadline: Deadline,
+        mut recv: impl FnMut(&mut [u8], Deadline) -> Result<usize>,
     ) -> Result<usize> {
-        let n = match self.pending.take() {
-            Some(n) => n,
-            None if buf.len() >= max => return recv(buf),
-            None => {
-                if self.buf.len() < max {
-                    self.buf = vec![0; max];
-                }
-                recv(&mut self.buf[..max])?
+        if let Some(n) = self.pending.take() {
+            return self.hand_out(n, buf, label);
+        }
+        if buf.len() >= max {
+            return recv(buf, deadline);
+        }
+        match short {
+            ShortBuffer::Refused => {
+                let n = recv(self.buffer(max), deadline)?;
+                self.hand_out(n, buf, label)
             }
-        };
+            ShortBuffer::KeepsTooLarge => loop {
+                match recv(buf, deadline) {
+                    Err(e) if e.kind() == ErrorKind::MessageTooLarge => {}
+                    other => return other,
+                }
+                match recv(self.buffer(max), Deadline::Now) {
+                    Ok(n) => return self.hand_out(n, buf, label),
+                    // Another receiver of the queue took it in between.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+
+    fn buffer(&mut self, max: usize) -> &mut [u8] {
+        if self.buf.len() < max {
+            self.buf = vec![0; max];
+        }
+        &mut self.buf[..max]
+    }
+
+    /// Copies the spare buffer's message of `n` bytes into `buf`, or keeps it pending.
+    fn hand_out(&mut self, n: usize, buf: &mut [u8], label: &Address) -> Result<usize> {
         if n > buf.len() {
             self.pending = Some(n);
             return Err(buffer_too_small(label, n, buf.len()));
