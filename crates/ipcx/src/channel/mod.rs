@@ -39,7 +39,9 @@
 //! - **Sizes.** [`Sender::max_message`] and [`Receiver::max_message`] give the
 //!   transport's limit; a larger send fails with [`ErrorKind::MessageTooLarge`] naming
 //!   the limit, before anything is sent. A receive buffer of `max_message()` bytes always
-//!   suffices. A message longer than the buffer given to `recv` fails with
+//!   suffices, and on message transports it is also the quickest: with a smaller one,
+//!   sockets first peek at the next message's length and queues receive through a buffer
+//!   of their own. A message longer than the buffer given to `recv` fails with
 //!   `MessageTooLarge` naming both sizes **and stays pending**: the next receive with a
 //!   large enough buffer returns it.
 //! - **Three forms** of every call: blocking, `try_` ([`ErrorKind::WouldBlock`], never
