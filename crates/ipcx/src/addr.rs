@@ -38,9 +38,11 @@
 //! ([`PosixName`], [`crate::name::check_path`], [`crate::name::check_socket_path`]), so a bad name fails here,
 //! before any system call, with [`ErrorKind::InvalidName`].
 //!
-//! A path that contains `?` or `%`, a control character or bytes that are not UTF-8 is
-//! written with `%XX` escapes, which parsing decodes; [`Display`](fmt::Display) prints an
-//! address in one canonical form that parses back to an equal address.
+//! A path or name (`mq:`, `shm:`, `ring:`, `mailbox:`) that contains `?` or `%`, a
+//! control character or (in a path) bytes that are not UTF-8 is written with `%XX`
+//! escapes, which parsing decodes: `mq:/100%25` is the queue `/100%`, and
+//! `mq:/a%3Fb?prio=1` the queue `/a?b` with priority 1. [`Display`](fmt::Display) prints
+//! an address in one canonical form that parses back to an equal address.
 //!
 //! ```
 //! use ipcx::addr::{Address, Transport};
@@ -334,7 +336,7 @@ impl Address {
 
     /// `mq:/NAME`.
     pub fn mq(name: &str) -> Result<Address> {
-        Address::with_name(Transport::Mq, name, name)
+        Address::with_name(Transport::Mq, name)
     }
 
     /// `sysv-mq:KEY`. [`Key::PRIVATE`] is refused: it names no queue another process can
@@ -345,7 +347,7 @@ impl Address {
 
     /// `shm:/NAME`.
     pub fn shm(name: &str) -> Result<Address> {
-        Address::with_name(Transport::Shm, name, name)
+        Address::with_name(Transport::Shm, name)
     }
 
     /// The transport.
@@ -428,7 +430,7 @@ impl Address {
     }
 
     fn with_path(transport: Transport, path: &Path) -> Result<Address> {
-        let text = format!("{transport}:{}", escape_path(path));
+        let text = format!("{transport}:{}", escape(path.as_os_str().as_bytes()));
         let check = if transport == Transport::Fifo {
             check_path(path)
         } else {
@@ -462,8 +464,9 @@ impl Address {
         ))
     }
 
-    fn with_name(transport: Transport, name: &str, text: &str) -> Result<Address> {
-        let name = PosixName::new(name).map_err(|e| rename(e, &format!("{transport}:{text}")))?;
+    fn with_name(transport: Transport, name: &str) -> Result<Address> {
+        let text = format!("{transport}:{}", escape(name.as_bytes()));
+        let name = PosixName::new(name).map_err(|e| rename(e, &text))?;
         Ok(Address::bare(transport, Target::Name(name)))
     }
 
@@ -529,6 +532,17 @@ impl Options {
             return Err(invalid(text, format!("option `{key}` is given twice")));
         }
         let bad = |what: &str| invalid(text, format!("option `{key}={value}`: {what}"));
+        if key != "nodelay" {
+            // Every other option is a number, and Rust's integer parsers accept a leading
+            // `+` (and `-`): refuse any sign, so one value has one spelling.
+            let digits = value.strip_prefix("0o").unwrap_or(value);
+            if let Some(unsigned) = digits.strip_prefix(['+', '-']) {
+                let prefix = &value[..value.len() - digits.len()];
+                return Err(bad(&format!(
+                    "no sign is allowed; write {key}={prefix}{unsigned}"
+                )));
+            }
+        }
         match key {
             "mode" => {
                 let digits = value.strip_prefix("0o").unwrap_or(value);
@@ -640,7 +654,8 @@ impl FromStr for Address {
                         format!("the path is empty; e.g. {}", transport.example()),
                     ));
                 }
-                let path = unescape_path(target).map_err(|hint| invalid(s, hint))?;
+                let path = unescape(target).map_err(|hint| invalid(s, hint))?;
+                let path = PathBuf::from(OsString::from_vec(path));
                 Address::with_path(transport, &path).map_err(|e| rename(e, s))?
             }
             Transport::Tcp | Transport::Udp => {
@@ -649,7 +664,8 @@ impl FromStr for Address {
                 Address::with_host(transport, host, port, target).map_err(|e| rename(e, s))?
             }
             Transport::Mq | Transport::Shm | Transport::Ring => {
-                Address::with_name(transport, target, target).map_err(|e| rename(e, s))?
+                let name = unescape_utf8(target).map_err(|hint| invalid(s, hint))?;
+                Address::with_name(transport, &name).map_err(|e| rename(e, s))?
             }
             Transport::SysvMq => {
                 let key: Key = target.parse().map_err(|_| {
@@ -665,12 +681,13 @@ impl FromStr for Address {
                 Address::with_key(key, target).map_err(|e| rename(e, s))?
             }
             Transport::Mailbox => {
-                check_mailbox(target).map_err(|hint| {
+                let name = unescape_utf8(target).map_err(|hint| invalid(s, hint))?;
+                check_mailbox(&name).map_err(|hint| {
                     Error::new("parse address", ErrorKind::InvalidName)
                         .with_object(s)
                         .with_hint(hint)
                 })?;
-                Address::bare(Transport::Mailbox, Target::Mailbox(target.to_string()))
+                Address::bare(Transport::Mailbox, Target::Mailbox(name))
             }
         };
         if let Some(query) = query {
@@ -744,33 +761,35 @@ fn split_host_port(target: &str) -> std::result::Result<(&str, u16), String> {
         }
         (host, port)
     };
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("`{port}` is not a port number (0 to 65535)"))?;
+    let port = Some(port)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| format!("`{port}` is not a port number (0 to 65535)"))?;
     Ok((host, port))
 }
 
-/// Writes a path with `%XX` escapes for `%`, `?`, control characters and, in a path
-/// that is not UTF-8, every byte above 0x7f.
-fn escape_path(path: &Path) -> String {
-    let bytes = path.as_os_str().as_bytes();
-    let utf8 = std::str::from_utf8(bytes).is_ok();
+/// Writes a path or name with `%XX` escapes for `%`, `?`, control characters and, in
+/// text that is not UTF-8, every byte above 0x7f, so that it parses back unchanged.
+fn escape(bytes: &[u8]) -> String {
+    fn push_escaped(out: &mut String, b: u8) {
+        out.push_str(&format!("%{b:02X}"));
+    }
+    let special = |b: u8| b == b'%' || b == b'?' || b.is_ascii_control();
     let mut out = String::with_capacity(bytes.len());
     match std::str::from_utf8(bytes) {
         Ok(text) => {
             for c in text.chars() {
-                if c == '%' || c == '?' || c.is_ascii_control() {
-                    out.push_str(&format!("%{:02X}", c as u32));
-                } else {
-                    out.push(c);
+                // Only ASCII is special, so a character that is not stays whole.
+                match u8::try_from(c) {
+                    Ok(b) if c.is_ascii() && special(b) => push_escaped(&mut out, b),
+                    _ => out.push(c),
                 }
             }
         }
         Err(_) => {
-            debug_assert!(!utf8);
             for &b in bytes {
-                if b == b'%' || b == b'?' || b.is_ascii_control() || b >= 0x80 {
-                    out.push_str(&format!("%{b:02X}"));
+                if special(b) || !b.is_ascii() {
+                    push_escaped(&mut out, b);
                 } else {
                     out.push(char::from(b));
                 }
@@ -780,7 +799,8 @@ fn escape_path(path: &Path) -> String {
     out
 }
 
-fn unescape_path(text: &str) -> std::result::Result<PathBuf, String> {
+/// Decodes the `%XX` escapes of a path or name.
+fn unescape(text: &str) -> std::result::Result<Vec<u8>, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -788,10 +808,12 @@ fn unescape_path(text: &str) -> std::result::Result<PathBuf, String> {
         if bytes[i] == b'%' {
             let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    "a `%` in a path starts an escape of two hex digits (%25 is `%`, %3F is `?`)"
+                    "a `%` in a path or name starts an escape of two hex digits (%25 is `%`, \
+                     %3F is `?`)"
                         .to_string()
                 })?;
             out.push(hex);
@@ -801,7 +823,14 @@ fn unescape_path(text: &str) -> std::result::Result<PathBuf, String> {
             i += 1;
         }
     }
-    Ok(PathBuf::from(OsString::from_vec(out)))
+    Ok(out)
+}
+
+/// Decodes the `%XX` escapes of a name, which must then be UTF-8.
+fn unescape_utf8(text: &str) -> std::result::Result<String, String> {
+    String::from_utf8(unescape(text)?).map_err(|_| {
+        "the name's `%XX` escapes decode to bytes that are not UTF-8; names are text".to_string()
+    })
 }
 
 impl fmt::Display for Address {
@@ -809,12 +838,12 @@ impl fmt::Display for Address {
         write!(f, "{}:", self.transport)?;
         match &self.target {
             Target::None => {}
-            Target::Path(p) => f.write_str(&escape_path(p))?,
+            Target::Path(p) => f.write_str(&escape(p.as_os_str().as_bytes()))?,
             Target::Host { host, port } if host.contains(':') => write!(f, "[{host}]:{port}")?,
             Target::Host { host, port } => write!(f, "{host}:{port}")?,
-            Target::Name(n) => f.write_str(n.as_str())?,
+            Target::Name(n) => f.write_str(&escape(n.as_str().as_bytes()))?,
             Target::Key(k) => write!(f, "{:#x}", k.raw())?,
-            Target::Mailbox(m) => f.write_str(m)?,
+            Target::Mailbox(m) => f.write_str(&escape(m.as_bytes()))?,
         }
         let mut sep = '?';
         for key in self.transport.options() {
@@ -829,7 +858,148 @@ impl fmt::Display for Address {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A name or path component: any characters but `/` and NUL, weighted towards the
+    /// ones the grammar treats specially (`?`, `%`, `&`, `=`, `:`, controls).
+    fn component() -> impl Strategy<Value = String> {
+        let special =
+            prop::sample::select(vec!['?', '%', '&', '=', ':', '#', '\t', '\n', ' ', '[']);
+        let any_char = any::<char>().prop_filter("no / or NUL", |c| *c != '/' && *c != '\0');
+        prop::collection::vec(prop_oneof![2 => special, 3 => any_char], 1..12)
+            .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    /// Raw bytes for a path component, often not UTF-8.
+    fn raw_component() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
+            1..12,
+        )
+    }
+
+    fn path() -> impl Strategy<Value = PathBuf> {
+        let part = prop_oneof![component().prop_map(String::into_bytes), raw_component()];
+        (any::<bool>(), prop::collection::vec(part, 1..4)).prop_map(|(absolute, parts)| {
+            let mut bytes = if absolute { vec![b'/'] } else { Vec::new() };
+            bytes.extend(parts.join(&b'/'));
+            PathBuf::from(OsString::from_vec(bytes))
+        })
+    }
+
+    #[allow(clippy::useless_conversion)] // `c_long` is 32 bits on 32-bit targets
+    fn max_type() -> i64 {
+        i64::from(libc::c_long::MAX)
+    }
+
+    /// A valid value for option `key`, as a user might write it.
+    fn value(key: &'static str) -> BoxedStrategy<String> {
+        match key {
+            "mode" => (0u32..=0o777, any::<bool>())
+                .prop_map(|(m, prefix)| {
+                    if prefix {
+                        format!("0o{m:o}")
+                    } else {
+                        format!("{m:o}")
+                    }
+                })
+                .boxed(),
+            "max" | "capacity" | "msgsize" => prop_oneof![
+                (1usize..=u32::MAX as usize).prop_map(|n| n.to_string()),
+                (1usize..4096, prop::sample::select(vec!["K", "k", "M", "m"]))
+                    .prop_map(|(n, s)| format!("{n}{s}")),
+            ]
+            .boxed(),
+            "prio" => (0u32..crate::mq::posix::MQ_PRIO_MAX)
+                .prop_map(|p| p.to_string())
+                .boxed(),
+            "type" => (1i64..=max_type()).prop_map(|t| t.to_string()).boxed(),
+            "nodelay" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+            _ => unreachable!("{key}"),
+        }
+    }
+
+    fn target() -> impl Strategy<Value = Address> {
+        let host = prop_oneof![
+            any::<std::net::Ipv4Addr>().prop_map(|a| a.to_string()),
+            any::<std::net::Ipv6Addr>().prop_map(|a| a.to_string()),
+            "[a-z0-9][a-z0-9-]{0,9}(\\.[a-z0-9-]{1,10}){0,3}",
+        ];
+        let paths = (
+            prop::sample::select(vec![
+                Transport::Fifo,
+                Transport::Unix,
+                Transport::UnixDgram,
+                Transport::UnixSeqpacket,
+            ]),
+            path(),
+        )
+            .prop_filter_map("a valid path", |(t, p)| Address::with_path(t, &p).ok());
+        let names = (
+            prop::sample::select(vec![Transport::Mq, Transport::Shm, Transport::Ring]),
+            any::<bool>(),
+            component(),
+        )
+            .prop_filter_map("a valid name", |(t, slash, n)| {
+                let n = if slash { format!("/{n}") } else { n };
+                Address::with_name(t, &n).ok()
+            });
+        prop_oneof![
+            Just(Address::pipe()),
+            paths,
+            (any::<bool>(), host, any::<u16>()).prop_filter_map("a valid host", |(tcp, h, p)| {
+                if tcp {
+                    Address::tcp(&h, p)
+                } else {
+                    Address::udp(&h, p)
+                }
+                .ok()
+            }),
+            names,
+            any::<i32>().prop_filter_map("not IPC_PRIVATE", |k| Address::sysv_mq(Key::new(k)).ok()),
+            component().prop_filter_map("a valid mailbox", |m| {
+                check_mailbox(&m).ok()?;
+                Some(Address::bare(Transport::Mailbox, Target::Mailbox(m)))
+            }),
+        ]
+    }
+
+    /// An address with a random subset of its transport's options set.
+    fn address() -> impl Strategy<Value = Address> {
+        target().prop_flat_map(|a| {
+            let options: Vec<BoxedStrategy<Option<(&'static str, String)>>> = a
+                .transport()
+                .options()
+                .iter()
+                .map(|&key| prop::option::of(value(key).prop_map(move |v| (key, v))).boxed())
+                .collect();
+            (Just(a), options).prop_filter_map("valid options", |(a, options)| {
+                options
+                    .into_iter()
+                    .flatten()
+                    .try_fold(a, |a, (k, v)| a.with_option(k, &v))
+                    .ok()
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every valid address prints in a form that parses back to an equal address and
+        /// prints the same again; the target never leaks a bare `?` into the query.
+        #[test]
+        fn every_address_round_trips(a in address()) {
+            let text = a.to_string();
+            let again: Address = text.parse().map_err(|e| {
+                TestCaseError::fail(format!("{text:?} does not parse: {e}"))
+            })?;
+            prop_assert_eq!(&again, &a, "{}", text);
+            prop_assert_eq!(again.to_string(), text);
+        }
+    }
 
     #[test]
     fn sizes_take_binary_suffixes() {
@@ -845,14 +1015,14 @@ mod tests {
     #[test]
     fn paths_escape_and_unescape() {
         for p in ["/tmp/a?b", "/tmp/100%", "/tmp/tab\there", "/tmp/ünï"] {
-            let e = escape_path(Path::new(p));
+            let e = escape(p.as_bytes());
             assert!(!e.contains('?'), "{e}");
-            assert_eq!(unescape_path(&e).unwrap(), PathBuf::from(p));
+            assert_eq!(unescape(&e).unwrap(), p.as_bytes());
         }
-        let raw = PathBuf::from(OsString::from_vec(vec![b'/', 0xff, b'x']));
-        assert_eq!(escape_path(&raw), "/%FFx");
-        assert_eq!(unescape_path("/%FFx").unwrap(), raw);
-        assert!(unescape_path("/tmp/%zz").is_err());
-        assert!(unescape_path("/tmp/%4").is_err());
+        assert_eq!(escape(&[b'/', 0xff, b'x']), "/%FFx");
+        assert_eq!(unescape("/%FFx").unwrap(), [b'/', 0xff, b'x']);
+        assert!(unescape("/tmp/%zz").is_err());
+        assert!(unescape("/tmp/%4").is_err());
+        assert!(unescape("/tmp/%+4").is_err());
     }
 }

@@ -461,6 +461,48 @@ pub(crate) fn recv_until(
     recv_msg(fd, buf, deadline, "recv", framing, 0).map(|got| got.bytes)
 }
 
+/// The next datagram or packet, looked at without taking it: its real length and its
+/// first byte.
+pub(crate) struct Peeked {
+    /// The whole message's length (`MSG_TRUNC`), however long.
+    pub(crate) len: usize,
+    /// Its first byte; `None` for an empty datagram or, on a connection, end of file.
+    pub(crate) first: Option<u8>,
+}
+
+/// Looks at the next message on a datagram or seqpacket socket without taking it
+/// (`recvmsg` with `MSG_PEEK | MSG_TRUNC`), waiting for one until `deadline`: the
+/// blocking form waits inside the kernel, the others take `MSG_DONTWAIT`.
+///
+/// No control buffer is given, so descriptors attached to the message are not installed
+/// by the peek (the kernel reports `MSG_CTRUNC` and keeps them with the message for the
+/// receive that takes it).
+pub(crate) fn peek_message(
+    fd: BorrowedFd<'_>,
+    deadline: Deadline,
+    op: &'static str,
+    object: &dyn fmt::Display,
+) -> Result<Peeked> {
+    let mut first = [0u8; 1];
+    let msg = retry_blocking(&[(fd, PollFlags::IN)], deadline, op, object, |block| {
+        let flags = RecvFlags::PEEK | RecvFlags::TRUNC;
+        rustix::net::recvmsg(
+            fd,
+            &mut [IoSliceMut::new(&mut first)],
+            &mut RecvAncillaryBuffer::default(),
+            if block {
+                flags
+            } else {
+                flags | RecvFlags::DONTWAIT
+            },
+        )
+    })?;
+    Ok(Peeked {
+        len: msg.bytes,
+        first: (msg.bytes > 0).then_some(first[0]),
+    })
+}
+
 /// What one validated `recvmsg` delivered.
 pub(crate) struct Received {
     pub(crate) bytes: usize,

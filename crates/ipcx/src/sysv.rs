@@ -99,9 +99,22 @@ impl FromStr for Key {
     /// Parses a decimal number, or a hexadecimal one with a `0x` prefix, as `ipcs` prints
     /// keys. Negative decimal keys are accepted (`key_t` is signed).
     fn from_str(s: &str) -> Result<Key> {
+        // Rust's parsers take a leading `+` (and `from_str_radix` a sign after `0x`);
+        // a key has one spelling: digits, with a `-` only before a decimal.
         let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(hex) => u32::from_str_radix(hex, 16).map(|k| k as i32).ok(),
-            None => s.parse::<i32>().ok(),
+            Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(hex, 16).map(|k| k as i32).ok()
+            }
+            Some(_) => None,
+            None if s
+                .strip_prefix('-')
+                .unwrap_or(s)
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+            {
+                s.parse::<i32>().ok()
+            }
+            None => None,
         };
         parsed.map(Key).ok_or_else(|| {
             Error::new("parse key", ErrorKind::InvalidInput)

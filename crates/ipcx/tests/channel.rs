@@ -816,6 +816,221 @@ fn stream_channel_over_an_anonymous_pipe() {
     assert_eq!(err.kind(), ErrorKind::PeerGone);
 }
 
+/// Stream channels made from a socket someone else connected name that socket in their
+/// errors (its file, its peer's, or `tcp:HOST:PORT`), never `pipe:`.
+#[test]
+fn stream_channels_from_sockets_name_the_socket_in_errors() {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    let too_big = u32::MAX as usize + 1;
+    let check = |err: ipcx::Error, kind: ErrorKind, names: &str| {
+        assert_eq!(err.kind(), kind, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(names), "the error names {names}: {text}");
+        assert!(!text.contains("pipe:"), "{text}");
+    };
+
+    // Unix: the sender names the listener's file (its peer), and so does the receiver
+    // of the accepted connection (its own address).
+    let dir = common::tempdir();
+    let path = dir.path().join("adopted.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let client = UnixStream::connect(&path).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let named = format!("unix:{}", path.display());
+    let tx = StreamSender::from_unix(client);
+    check(
+        tx.with_max_message(too_big).unwrap_err(),
+        ErrorKind::InvalidInput,
+        &named,
+    );
+    let mut tx = StreamSender::from_unix(UnixStream::connect(&path).unwrap());
+    let mut rx = StreamReceiver::from_unix(server);
+    drop(listener.accept().unwrap());
+    let mut gone = Err(());
+    for _ in 0..100 {
+        // The peer's close shows on the next send or the one after.
+        match tx.send_timeout(b"x", T) {
+            Err(e) => {
+                gone = Ok(e);
+                break;
+            }
+            Ok(()) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    check(gone.unwrap(), ErrorKind::PeerGone, &named);
+    // The first sender (dropped with its error) was this receiver's peer.
+    let err = rx.recv_timeout(&mut [0u8; 8], T).unwrap_err();
+    check(err, ErrorKind::PeerGone, &named);
+
+    // A socket pair has no name: the error says so.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let mut rx = StreamReceiver::from_unix(a);
+    check(
+        rx.try_recv(&mut [0u8; 8]).unwrap_err(),
+        ErrorKind::WouldBlock,
+        "unnamed unix stream socket",
+    );
+
+    // TCP: the sender names the server's address, the receiver the address it was
+    // reached at (the same one).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let named = format!("tcp:127.0.0.1:{port}");
+    let tx = StreamSender::from_tcp(client);
+    let mut rx = StreamReceiver::from_tcp(server);
+    check(
+        rx.recv_timeout(&mut [0u8; 8], Duration::from_millis(10))
+            .unwrap_err(),
+        ErrorKind::TimedOut,
+        &named,
+    );
+    drop(tx);
+    check(
+        rx.recv_timeout(&mut [0u8; 8], T).unwrap_err(),
+        ErrorKind::PeerGone,
+        &named,
+    );
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    check(
+        StreamSender::from_tcp(client)
+            .with_max_message(too_big)
+            .unwrap_err(),
+        ErrorKind::InvalidInput,
+        &named,
+    );
+}
+
+/// Fills a socket channel until the sender's next `try_send` would block; returns how
+/// many messages went in.
+fn fill(tx: &mut (dyn Sender + Send), msg: &[u8]) -> usize {
+    let mut sent = 0;
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => sent += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return sent,
+            Err(e) => panic!("filling the channel: {e}"),
+        }
+        assert!(sent < 1_000_000, "the channel never filled");
+    }
+}
+
+/// A receive into a buffer smaller than the next message, on a message socket, leaves
+/// the message in the kernel (it is peeked at, not taken into a spare buffer of the
+/// channel's maximum): the channel stays exactly as full as it was, the error names the
+/// message's size, and the next receive with room takes it. The empty, blocking and timed
+/// forms with a small buffer wait and time out as with a large one.
+#[test]
+fn small_buffers_leave_the_message_in_the_kernel() {
+    let dir = common::tempdir();
+    for scheme in ["unix-dgram", "unix-seqpacket"] {
+        let addr: Address = format!("{scheme}:{}/small", dir.path().display())
+            .parse()
+            .unwrap();
+        let mut rx = channel::receiver(&addr).unwrap();
+        let mut tx = channel::sender_timeout(&addr, T).unwrap();
+        let mut small = [0u8; 4];
+
+        let err = rx.try_recv(&mut small).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{scheme}: {err}");
+        let err = rx
+            .recv_timeout(&mut small, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{scheme}: {err}");
+
+        let msg = b"0123456789";
+        let sent = fill(tx.as_mut(), msg);
+        assert!(sent > 0, "{scheme}");
+        for _ in 0..3 {
+            let err = rx.try_recv(&mut small).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{scheme}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("10 bytes but the buffer has 4 bytes") && text.contains(scheme),
+                "{text}"
+            );
+            let err = rx.recv_timeout(&mut small, T).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{scheme}: {err}");
+        }
+        // Nothing was taken out of the socket: the channel is as full as before.
+        let err = tx.try_send(msg).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::WouldBlock,
+            "{scheme}: a too-small receive took the message out of the kernel"
+        );
+        // A buffer that fits, though smaller than the channel's maximum, takes them all
+        // in order; the blocking form with a small buffer waits for the next one.
+        let mut fits = [0u8; 10];
+        for _ in 0..sent {
+            assert_eq!(rx.recv_timeout(&mut fits, T).unwrap(), 10, "{scheme}");
+            assert_eq!(&fits, msg);
+        }
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(b"late").unwrap();
+            tx
+        });
+        let n = rx.recv(&mut small).unwrap();
+        assert_eq!(&small[..n], b"late", "{scheme}");
+        drop(late.join().unwrap());
+        if scheme == "unix-seqpacket" {
+            // The end of the connection shows through the peek as through a receive.
+            let err = rx.recv_timeout(&mut small, T).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{scheme}: {err}");
+        }
+    }
+}
+
+/// A Unix datagram receiver shared by several senders: a message too large for the
+/// buffer stays first in line (later senders' messages wait behind it, in order), and a
+/// datagram above the channel's cap is taken and reported, so it cannot stop the
+/// receiver for everyone else.
+#[test]
+fn datagram_receiver_with_several_senders_keeps_order_around_large_messages() {
+    let dir = common::tempdir();
+    let path = format!("{}/shared", dir.path().display());
+    let addr: Address = format!("unix-dgram:{path}?max=100").parse().unwrap();
+    let mut rx = channel::receiver(&addr).unwrap();
+    let mut a = channel::sender_timeout(&addr, T).unwrap();
+    // A sender that was told a larger cap than the receiver's.
+    let wide: Address = format!("unix-dgram:{path}?max=1000").parse().unwrap();
+    let mut b = channel::sender_timeout(&wide, T).unwrap();
+
+    a.send(b"from a, ten").unwrap();
+    b.send(b"b1").unwrap();
+    b.send(&[7u8; 500]).unwrap();
+    a.send(b"a2").unwrap();
+
+    let mut small = [0u8; 4];
+    for _ in 0..2 {
+        let err = rx.recv_timeout(&mut small, T).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+        assert!(
+            err.to_string().contains("11 bytes but the buffer has 4"),
+            "{err}"
+        );
+    }
+    let mut buf = [0u8; 11];
+    assert_eq!(rx.recv_timeout(&mut buf, T).unwrap(), 11);
+    assert_eq!(&buf, b"from a, ten");
+    let n = rx.recv_timeout(&mut small, T).unwrap();
+    assert_eq!(&small[..n], b"b1");
+    // Above the receiver's cap of 100: taken and discarded, whatever the buffer.
+    let err = rx.recv_timeout(&mut small, T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+    assert!(
+        err.to_string()
+            .contains("500-byte datagram is above this channel's cap of 100 bytes"),
+        "{err}"
+    );
+    let n = rx.recv_timeout(&mut small, T).unwrap();
+    assert_eq!(&small[..n], b"a2");
+}
+
 /// Reliability 18: signals during a wait never surface as errors nor cut the timeout
 /// short, on the transports whose waits are built differently (poll on a socket, slices
 /// of semaphore waits, queue readiness, System V polling).
@@ -889,6 +1104,12 @@ fn addresses_parse_print_and_round_trip() {
         ("mailbox:jobs", "mailbox:jobs"),
         ("unix:/tmp/a%3Fb", "unix:/tmp/a%3Fb"),
         ("fifo:/tmp/100%25", "fifo:/tmp/100%25"),
+        // Names escape `?` and `%` as paths do: the query starts at the first bare `?`.
+        ("mq:/a%3Fb?prio=1", "mq:/a%3Fb?prio=1"),
+        ("shm:100%25", "shm:/100%25"),
+        ("ring:/r%3f", "ring:/r%3F"),
+        ("mq:/tab%09", "mq:/tab%09"),
+        ("mailbox:a%3Fb%25", "mailbox:a%3Fb%25"),
     ] {
         let a: Address = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(a.to_string(), canonical, "{input}");
@@ -898,6 +1119,29 @@ fn addresses_parse_print_and_round_trip() {
     }
     let a: Address = "unix:/tmp/a%3Fb".parse().unwrap();
     assert_eq!(a.path().unwrap(), std::path::Path::new("/tmp/a?b"));
+    let a: Address = "mq:/a%3Fb?prio=1".parse().unwrap();
+    assert_eq!(a.name().unwrap().as_str(), "/a?b");
+    assert_eq!(a.options().prio, Some(1));
+    assert_eq!(
+        "mailbox:a%3Fb%25".parse::<Address>().unwrap().mailbox(),
+        Some("a?b%")
+    );
+    for (name, printed) in [
+        ("a?b", "mq:/a%3Fb"),
+        ("50%", "mq:/50%25"),
+        ("ü?", "mq:/ü%3F"),
+    ] {
+        let a = Address::mq(name).unwrap();
+        assert_eq!(a.to_string(), printed);
+        assert_eq!(printed.parse::<Address>().unwrap(), a, "{printed}");
+        let a = Address::shm(name)
+            .unwrap()
+            .with_option("capacity", "2")
+            .unwrap();
+        let again: Address = a.to_string().parse().unwrap();
+        assert_eq!(again, a);
+        assert_eq!(again.name().unwrap().as_str(), format!("/{name}"));
+    }
     let a: Address = "tcp:[::1]:7000?max=2".parse().unwrap();
     assert_eq!(a.host_port(), Some(("::1", 7000)));
     assert_eq!(a.transport(), Transport::Tcp);
@@ -1008,6 +1252,15 @@ fn bad_addresses_say_what_is_wrong() {
         ),
         ("sysv-mq:0", ErrorKind::InvalidInput, "IPC_PRIVATE"),
         ("mailbox:a/b", ErrorKind::InvalidName, "one component"),
+        ("mq:/100%", ErrorKind::InvalidInput, "two hex digits"),
+        ("shm:/%zz", ErrorKind::InvalidInput, "two hex digits"),
+        ("mq:/%FF", ErrorKind::InvalidInput, "not UTF-8"),
+        (
+            "mq:/a%2Fb",
+            ErrorKind::InvalidName,
+            "no '/' after the first",
+        ),
+        ("mailbox:a%2Fb", ErrorKind::InvalidName, "one component"),
         ("mq:/jobs?", ErrorKind::InvalidInput, "nothing follows `?`"),
         (
             "mq:/jobs?capacity",
@@ -1078,6 +1331,62 @@ fn bad_addresses_say_what_is_wrong() {
             "shm:/x?prio=1",
             ErrorKind::InvalidInput,
             "shm: takes mode, capacity, max",
+        ),
+        // A sign is not part of any number in an address, though Rust's parsers take `+`.
+        (
+            "unix:/tmp/x?mode=+7",
+            ErrorKind::InvalidInput,
+            "option `mode=+7`: no sign is allowed; write mode=7",
+        ),
+        (
+            "unix:/tmp/x?mode=0o+7",
+            ErrorKind::InvalidInput,
+            "option `mode=0o+7`: no sign is allowed",
+        ),
+        (
+            "mq:/jobs?prio=+3",
+            ErrorKind::InvalidInput,
+            "option `prio=+3`: no sign is allowed; write prio=3",
+        ),
+        (
+            "mq:/jobs?capacity=+5",
+            ErrorKind::InvalidInput,
+            "option `capacity=+5`: no sign is allowed; write capacity=5",
+        ),
+        (
+            "mq:/jobs?msgsize=+5K",
+            ErrorKind::InvalidInput,
+            "option `msgsize=+5K`: no sign is allowed",
+        ),
+        (
+            "pipe:?max=+5",
+            ErrorKind::InvalidInput,
+            "option `max=+5`: no sign is allowed",
+        ),
+        (
+            "sysv-mq:5?type=+2",
+            ErrorKind::InvalidInput,
+            "option `type=+2`: no sign is allowed; write type=2",
+        ),
+        (
+            "sysv-mq:5?type=-2",
+            ErrorKind::InvalidInput,
+            "option `type=-2`: no sign is allowed",
+        ),
+        (
+            "tcp:localhost:+80",
+            ErrorKind::InvalidInput,
+            "`+80` is not a port number",
+        ),
+        (
+            "sysv-mq:+5",
+            ErrorKind::InvalidInput,
+            "`+5` is not a System V key",
+        ),
+        (
+            "sysv-mq:0x+5",
+            ErrorKind::InvalidInput,
+            "`0x+5` is not a System V key",
         ),
     ] {
         let err = input.parse::<Address>().unwrap_err();

@@ -8,6 +8,78 @@ use ipcx::ErrorKind;
 use ipcx::channel::frame::{Decoder, HEADER_LEN, encode_header};
 use proptest::prelude::*;
 
+/// Counts what this test binary allocates, per thread, while a thread asks it to: the
+/// proof that a decoder refuses a length before allocating for it, rather than the
+/// decoder's own account of its buffers.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static TOTAL: Cell<usize> = const { Cell::new(0) };
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Notes an allocation of `size` bytes if this thread is measuring. The thread
+    /// locals are `const`-initialised `Cell`s without destructors, so reading them never
+    /// allocates (which would recurse) and works during thread teardown.
+    fn note(size: usize) {
+        let on = ON.try_with(Cell::get).unwrap_or(false);
+        if on {
+            let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(size)));
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+        }
+    }
+
+    // SAFETY:
+    // - every method passes its arguments unchanged to `System`, which upholds the
+    //   `GlobalAlloc` contract; counting touches only thread-local `Cell`s and never
+    //   allocates or unwinds.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: the caller's guarantees for `alloc` (non-zero size) hold unchanged.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            // SAFETY: `ptr` was allocated by this allocator, that is by `System`, with
+            // `layout`, and `new_size` is valid: the caller's guarantees, unchanged.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` was allocated by `System` (through this allocator) with
+            // `layout`, as the caller guarantees.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// What this thread allocated while `f` ran: `(result, total bytes, largest single
+    /// allocation)`.
+    pub fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
+        TOTAL.set(0);
+        LARGEST.set(0);
+        ON.set(true);
+        let out = f();
+        ON.set(false);
+        (out, TOTAL.get(), LARGEST.get())
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
 /// A source that hands out `data` in reads of the sizes in `cuts` (cycled), sometimes
 /// failing with a timeout in between, then reports the end of the stream.
 fn source(
@@ -126,7 +198,10 @@ proptest! {
         let mut read = source(encode_header(len).unwrap().to_vec(), vec![HEADER_LEN], false);
         let mut d = Decoder::new(max);
         let before = d.allocated();
-        let err = d.read_message(&mut [0u8; 8], &mut read).unwrap_err();
+        let (err, _, largest) =
+            counting::measure(|| d.read_message(&mut [0u8; 8], &mut read).unwrap_err());
+        // Nothing the size of the declared length (error text aside), by the allocator.
+        prop_assert!(largest < 4096, "one allocation of {} bytes", largest);
         prop_assert_eq!(err.kind(), ErrorKind::Corrupt);
         let expected = format!("{len}-byte message, above this channel's cap of {max} bytes");
         prop_assert!(err.to_string().contains(&expected), "{}", err);
@@ -139,4 +214,42 @@ fn headers_above_the_frame_limit_cannot_be_encoded() {
     let err = encode_header(u32::MAX as usize + 1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     assert!(encode_header(u32::MAX as usize).is_ok());
+}
+
+/// Reliability 7: a header that declares 4 GiB − 1 bytes makes the decoder allocate
+/// nothing of that size, whether the length is above its cap (refused as Corrupt) or
+/// within it but above the caller's buffer (MessageTooLarge, the message left pending).
+/// Measured by the allocator itself, not by the decoder's own account.
+#[test]
+fn a_four_gib_length_allocates_nothing_near_that_size() {
+    let len = u32::MAX as usize;
+    let header = encode_header(len).unwrap();
+    // Little next to the declared length: error messages and the like.
+    let small = 64 << 10;
+
+    // Above the cap.
+    let mut d = Decoder::new(1 << 20);
+    let mut read = source(header.to_vec(), vec![HEADER_LEN], false);
+    let mut out = [0u8; 64];
+    let (result, total, largest) =
+        counting::measure(|| d.read_message(&mut out, &mut read).map_err(|e| e.kind()));
+    assert_eq!(result, Err(ErrorKind::Corrupt));
+    assert!(total < small, "{total} bytes allocated in all");
+    assert!(largest < small, "one allocation of {largest} bytes");
+
+    // Within a cap of 4 GiB − 1, which the decoder itself does not allocate up front.
+    let (mut d, total, largest) = counting::measure(|| Decoder::new(len));
+    assert!(
+        total <= small + HEADER_LEN,
+        "Decoder::new allocated {total} bytes"
+    );
+    assert!(largest <= small + HEADER_LEN, "{largest}");
+    let mut read = source(header.to_vec(), vec![HEADER_LEN], false);
+    for _ in 0..2 {
+        let (result, total, largest) =
+            counting::measure(|| d.read_message(&mut out, &mut read).map_err(|e| e.kind()));
+        assert_eq!(result, Err(ErrorKind::MessageTooLarge));
+        assert!(total < small, "{total} bytes allocated in all");
+        assert!(largest < small, "one allocation of {largest} bytes");
+    }
 }

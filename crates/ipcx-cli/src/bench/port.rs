@@ -141,8 +141,9 @@ impl Port for ChannelPort {
     }
 
     fn recv_buffer(&self, largest: usize) -> usize {
-        // A buffer below the receiver's maximum makes message transports receive through
-        // a spare buffer (one more copy), so give them their maximum; byte streams (whose
+        // A buffer below the receiver's maximum costs message transports a second step
+        // (sockets peek at the next message's length first; queues receive through a
+        // buffer of their own and copy), so give them their maximum; byte streams (whose
         // maximum is 16 MiB) only need the largest message.
         let max = self.rx.max_message();
         if max <= 4 << 20 { max } else { largest.max(1) }

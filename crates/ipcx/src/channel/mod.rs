@@ -39,7 +39,9 @@
 //! - **Sizes.** [`Sender::max_message`] and [`Receiver::max_message`] give the
 //!   transport's limit; a larger send fails with [`ErrorKind::MessageTooLarge`] naming
 //!   the limit, before anything is sent. A receive buffer of `max_message()` bytes always
-//!   suffices. A message longer than the buffer given to `recv` fails with
+//!   suffices, and on message transports it is also the quickest: with a smaller one,
+//!   sockets first peek at the next message's length and queues receive through a buffer
+//!   of their own. A message longer than the buffer given to `recv` fails with
 //!   `MessageTooLarge` naming both sizes **and stays pending**: the next receive with a
 //!   large enough buffer returns it.
 //! - **Three forms** of every call: blocking, `try_` ([`ErrorKind::WouldBlock`], never
@@ -393,7 +395,7 @@ pub(crate) fn until_receiver<T>(
 }
 
 /// Rewrites the errors of an ended wait into the channel's words, naming the address.
-pub(crate) fn recv_error(e: Error, label: &Address, deadline: Deadline) -> Error {
+pub(crate) fn recv_error(e: Error, label: &dyn fmt::Display, deadline: Deadline) -> Error {
     let e = e.with_object(label);
     match (e.kind(), deadline) {
         (ErrorKind::WouldBlock, _) => Error::new("recv", ErrorKind::WouldBlock)
@@ -407,7 +409,7 @@ pub(crate) fn recv_error(e: Error, label: &Address, deadline: Deadline) -> Error
 }
 
 /// As [`recv_error`], for sends.
-pub(crate) fn send_error(e: Error, label: &Address, deadline: Deadline) -> Error {
+pub(crate) fn send_error(e: Error, label: &dyn fmt::Display, deadline: Deadline) -> Error {
     let e = e.with_object(label);
     match (e.kind(), deadline) {
         (ErrorKind::WouldBlock, _) => Error::new("send", ErrorKind::WouldBlock)
@@ -426,7 +428,7 @@ pub(crate) fn send_error(e: Error, label: &Address, deadline: Deadline) -> Error
 }
 
 /// The error for a message above the channel's limit, before anything is sent.
-pub(crate) fn too_large(label: &Address, len: usize, max: usize, limit: &str) -> Error {
+pub(crate) fn too_large(label: &dyn fmt::Display, len: usize, max: usize, limit: &str) -> Error {
     Error::new("send", ErrorKind::MessageTooLarge)
         .with_object(label)
         .with_hint(format!(
@@ -435,7 +437,7 @@ pub(crate) fn too_large(label: &Address, len: usize, max: usize, limit: &str) ->
 }
 
 /// The error for a receive buffer too small for the next message, which stays pending.
-pub(crate) fn buffer_too_small(label: &Address, len: usize, buf: usize) -> Error {
+pub(crate) fn buffer_too_small(label: &dyn fmt::Display, len: usize, buf: usize) -> Error {
     Error::new("recv", ErrorKind::MessageTooLarge)
         .with_object(label)
         .with_hint(format!(
@@ -444,34 +446,79 @@ pub(crate) fn buffer_too_small(label: &Address, len: usize, buf: usize) -> Error
         ))
 }
 
-/// A message received into the receiver's own buffer because the caller's was smaller
-/// than the channel's maximum; kept until a large enough buffer comes.
+/// What a message queue does with a receive buffer smaller than its largest message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ShortBuffer {
+    /// Refuses it whatever the next message's length (POSIX `mq_receive` wants at least
+    /// `mq_msgsize` bytes): receive through the spare buffer.
+    Refused,
+    /// Takes a message that fits, and leaves one that does not queued without saying
+    /// its length (System V `msgrcv`, `E2BIG`): receive directly, and through the spare
+    /// buffer only to learn the length of one that did not fit.
+    KeepsTooLarge,
+}
+
+/// A message a queue receiver took into its own buffer because the caller's was too
+/// small, kept until a large enough buffer comes.
+///
+/// Message queues cannot peek at the next message's length, which sockets do instead
+/// (`MSG_PEEK | MSG_TRUNC`, leaving the message in the kernel). The buffer is allocated
+/// at the queue's maximum the first time it is needed, and kept.
 #[derive(Default)]
 pub(crate) struct Spare {
     buf: Vec<u8>,
-    pub(crate) pending: Option<usize>,
+    pending: Option<usize>,
 }
 
 impl Spare {
-    /// Receives through the spare buffer when `buf` is smaller than `max` (a datagram
-    /// that did not fit would be lost), and hands out a pending message first.
+    /// Receives one message into `buf` with `recv(buffer, deadline)`, handing out a
+    /// pending one first. A buffer of `max` bytes or more is passed straight to `recv`;
+    /// a smaller one is handled as `short` says, so that a message that does not fit
+    /// fails with [`buffer_too_small`], naming its length, and stays pending.
     pub(crate) fn recv(
         &mut self,
         buf: &mut [u8],
         max: usize,
         label: &Address,
-        mut recv: impl FnMut(&mut [u8]) -> Result<usize>,
+        short: ShortBuffer,
+        deadline: Deadline,
+        mut recv: impl FnMut(&mut [u8], Deadline) -> Result<usize>,
     ) -> Result<usize> {
-        let n = match self.pending.take() {
-            Some(n) => n,
-            None if buf.len() >= max => return recv(buf),
-            None => {
-                if self.buf.len() < max {
-                    self.buf = vec![0; max];
-                }
-                recv(&mut self.buf[..max])?
+        if let Some(n) = self.pending.take() {
+            return self.hand_out(n, buf, label);
+        }
+        if buf.len() >= max {
+            return recv(buf, deadline);
+        }
+        match short {
+            ShortBuffer::Refused => {
+                let n = recv(self.buffer(max), deadline)?;
+                self.hand_out(n, buf, label)
             }
-        };
+            ShortBuffer::KeepsTooLarge => loop {
+                match recv(buf, deadline) {
+                    Err(e) if e.kind() == ErrorKind::MessageTooLarge => {}
+                    other => return other,
+                }
+                match recv(self.buffer(max), Deadline::Now) {
+                    Ok(n) => return self.hand_out(n, buf, label),
+                    // Another receiver of the queue took it in between.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+
+    fn buffer(&mut self, max: usize) -> &mut [u8] {
+        if self.buf.len() < max {
+            self.buf = vec![0; max];
+        }
+        &mut self.buf[..max]
+    }
+
+    /// Copies the spare buffer's message of `n` bytes into `buf`, or keeps it pending.
+    fn hand_out(&mut self, n: usize, buf: &mut [u8], label: &Address) -> Result<usize> {
         if n > buf.len() {
             self.pending = Some(n);
             return Err(buffer_too_small(label, n, buf.len()));

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::os::fd::AsFd;
 
-use super::{Receiver, Sender, Spare, forms, recv_error, send_error, too_large, until_receiver};
+use super::{
+    Receiver, Sender, ShortBuffer, Spare, forms, recv_error, send_error, too_large, until_receiver,
+};
 use crate::addr::Address;
 use crate::error::{Context, Error, ErrorKind, Result, read_sysctl};
 use crate::mq::Access;
@@ -148,15 +150,24 @@ impl MqReceiver {
         let queue = &self.queue;
         let max = queue.max_msg_size();
         self.spare
-            .recv(buf, max, &self.label, |b| {
-                match deadline {
-                    Deadline::Now => queue.try_recv(b),
-                    Deadline::Never => queue.recv(b),
-                    Deadline::At(at, _) => queue
-                        .recv_timeout(b, at.saturating_duration_since(std::time::Instant::now())),
-                }
-                .map(|(n, _prio)| n)
-            })
+            .recv(
+                buf,
+                max,
+                &self.label,
+                ShortBuffer::Refused,
+                deadline,
+                |b, deadline| {
+                    match deadline {
+                        Deadline::Now => queue.try_recv(b),
+                        Deadline::Never => queue.recv(b),
+                        Deadline::At(at, _) => queue.recv_timeout(
+                            b,
+                            at.saturating_duration_since(std::time::Instant::now()),
+                        ),
+                    }
+                    .map(|(n, _prio)| n)
+                },
+            )
             .map_err(|e| recv_error(e, &self.label, deadline))
     }
 }
@@ -317,21 +328,29 @@ impl SysvMqReceiver {
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let (queue, filter) = (&self.queue, self.filter);
         // The kernel leaves a message longer than the buffer queued (E2BIG) but does not
-        // say how long it is: below the limit, receive through the spare buffer, which
-        // takes any message, so the error can name the size.
+        // say how long it is: then the spare buffer, which takes any message, learns it
+        // so the error can name the size.
+        let short = ShortBuffer::KeepsTooLarge;
         self.spare
-            .recv(buf, self.max, &self.label, |b| {
-                match deadline {
-                    Deadline::Now => queue.try_recv(filter, b),
-                    Deadline::Never => queue.recv(filter, b),
-                    Deadline::At(at, _) => queue.recv_timeout(
-                        filter,
-                        b,
-                        at.saturating_duration_since(std::time::Instant::now()),
-                    ),
-                }
-                .map(|(_type, n)| n)
-            })
+            .recv(
+                buf,
+                self.max,
+                &self.label,
+                short,
+                deadline,
+                |b, deadline| {
+                    match deadline {
+                        Deadline::Now => queue.try_recv(filter, b),
+                        Deadline::Never => queue.recv(filter, b),
+                        Deadline::At(at, _) => queue.recv_timeout(
+                            filter,
+                            b,
+                            at.saturating_duration_since(std::time::Instant::now()),
+                        ),
+                    }
+                    .map(|(_type, n)| n)
+                },
+            )
             .map_err(|e| recv_error(e, &self.label, deadline))
     }
 }

@@ -33,8 +33,8 @@ const STATE_NONE: u32 = 0;
 const STATE_OPEN: u32 = 1;
 const STATE_CLOSED: u32 = 2;
 
-const RECEIVER_LOCK: i64 = 0;
-const SENDER_LOCK: i64 = 1;
+const RECEIVER_LOCK: u64 = 0;
+const SENDER_LOCK: u64 = 1;
 
 /// The default number of slots.
 pub const DEFAULT_SHM_CAPACITY: usize = 4;

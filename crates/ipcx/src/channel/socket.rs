@@ -13,11 +13,13 @@ use rustix::net::{
 };
 
 use super::stream::{accept, resolve};
-use super::{Receiver, Sender, Spare, forms, recv_error, send_error, too_large, until_receiver};
+use super::{
+    Receiver, Sender, buffer_too_small, forms, recv_error, send_error, too_large, until_receiver,
+};
 use crate::addr::{Address, Transport};
 use crate::error::{Context, Error, ErrorKind, Result, read_sysctl};
 use crate::net::UdpOptions;
-use crate::sock::Framing;
+use crate::sock::{Framing, peek_message};
 use crate::unix::{BindOptions, Seqpacket, SeqpacketListener, SocketFile};
 use crate::wait::{Deadline, retry, retry_blocking};
 
@@ -175,7 +177,6 @@ pub struct DatagramReceiver {
     label: Address,
     address: Address,
     max: usize,
-    spare: Spare,
 }
 
 impl DatagramReceiver {
@@ -194,7 +195,6 @@ impl DatagramReceiver {
                     label: addr.clone(),
                     address: addr.clone(),
                     max: addr.options().max.unwrap_or(DEFAULT_SOCKET_MAX),
-                    spare: Spare::default(),
                 })
             }
             Transport::Udp => {
@@ -214,20 +214,51 @@ impl DatagramReceiver {
                     } else {
                         UDP_MAX_V6
                     },
-                    spare: Spare::default(),
                 })
             }
             _ => unreachable!("only datagram addresses reach DatagramReceiver"),
         }
     }
 
+    /// Receives one datagram. With a buffer of `max` bytes or more, that is one
+    /// `recvmsg` (a datagram longer than the buffer is above the cap, and is discarded).
+    /// With a smaller one, a peek first learns the next datagram's length, so one that
+    /// does not fit stays queued in the kernel for a later receive with a larger buffer.
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let fd = self.bound.fd();
-        self.spare
-            .recv(buf, self.max, &self.label, |b| {
-                crate::sock::recv_until(fd, b, deadline, Framing::Messages)
-            })
-            .map_err(|e| recv_error(e, &self.label, deadline))
+        let (fd, label) = (self.bound.fd(), &self.label);
+        let recv = |buf: &mut [u8], deadline| {
+            crate::sock::recv_until(fd, buf, deadline, Framing::Messages)
+        };
+        let result = if buf.len() >= self.max {
+            recv(buf, deadline)
+        } else {
+            loop {
+                let next = match peek_message(fd, deadline, "recv", label) {
+                    Ok(next) => next,
+                    Err(e) => break Err(e),
+                };
+                // A datagram above the cap is taken and discarded (the receive reports
+                // it), as the full-size path does: left queued, one stray datagram would
+                // stop this receiver for every other sender behind it.
+                let above_cap = next.len > self.max;
+                if next.len > buf.len() && !above_cap {
+                    break Err(buffer_too_small(label, next.len, buf.len()));
+                }
+                match recv(buf, Deadline::Now) {
+                    // Taken by another holder of this socket since the peek.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) if above_cap && e.kind() == ErrorKind::MessageTooLarge => {
+                        break Err(e.with_hint(format!(
+                            "a {}-byte datagram is above this channel's cap of {} bytes and \
+                             was discarded: give both sides the same `max` option",
+                            next.len, self.max
+                        )));
+                    }
+                    other => break other,
+                }
+            }
+        };
+        result.map_err(|e| recv_error(e, label, deadline))
     }
 }
 
@@ -333,7 +364,6 @@ pub struct SeqpacketReceiver {
     conn: Option<Seqpacket>,
     label: Address,
     max: usize,
-    spare: Spare,
 }
 
 impl SeqpacketReceiver {
@@ -350,28 +380,43 @@ impl SeqpacketReceiver {
             conn: None,
             label: addr.clone(),
             max: addr.options().max.unwrap_or(DEFAULT_SOCKET_MAX),
-            spare: Spare::default(),
         })
     }
 
+    /// Receives one message, accepting a sender first if there is none. With a buffer
+    /// of `max` bytes or more, that is one `recvmsg`; with a smaller one, a peek first
+    /// learns the next packet's length (its tag byte included), so a message that does
+    /// not fit stays queued for a later receive with a larger buffer.
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let label = &self.label;
-        if self.spare.pending.is_none() && self.conn.is_none() {
-            let fd = accept(self.listener.as_fd(), deadline, label)
-                .map_err(|e| recv_error(e, label, deadline))?;
-            self.conn = Some(Seqpacket::from_fd(fd));
-        }
-        let result = match &self.conn {
-            Some(conn) => {
-                let fd = conn.as_fd();
-                self.spare.recv(buf, self.max, label, |b| {
-                    recv_tagged(fd, b, deadline, label)
-                })
+        let (label, max) = (&self.label, self.max);
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let fd = accept(self.listener.as_fd(), deadline, label)
+                    .map_err(|e| recv_error(e, label, deadline))?;
+                self.conn.insert(Seqpacket::from_fd(fd))
             }
-            // A pending message from a connection that has gone since.
-            None => self.spare.recv(buf, self.max, label, |_| {
-                Err(Error::new("recv", ErrorKind::PeerGone).with_object(label))
-            }),
+        };
+        let fd = conn.as_fd();
+        let result = if buf.len() >= max {
+            recv_tagged(fd, buf, max, deadline, label)
+        } else {
+            loop {
+                let next = match peek_message(fd, deadline, "recv", label) {
+                    Ok(next) => next,
+                    Err(e) => break Err(e),
+                };
+                // End of file, a foreign packet and one above the cap are left to the
+                // receive, which reports them (and takes the latter two).
+                let len = next.len.saturating_sub(1);
+                if next.first == Some(SEQPACKET_TAG) && len > buf.len() && len <= max {
+                    break Err(buffer_too_small(label, len, buf.len()));
+                }
+                match recv_tagged(fd, buf, max, Deadline::Now, label) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    other => break other,
+                }
+            }
         };
         if matches!(&result, Err(e) if matches!(e.kind(), ErrorKind::PeerGone | ErrorKind::Corrupt))
         {
@@ -381,10 +426,13 @@ impl SeqpacketReceiver {
     }
 }
 
-/// One tagged message into `buf`; end of file is `PeerGone`.
+/// One tagged message into `buf`, for a channel whose cap is `max`; end of file is
+/// `PeerGone`. A message longer than `buf` is taken and reported as above the cap (the
+/// caller peeks first when `buf` is smaller than `max`).
 fn recv_tagged(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
+    max: usize,
     deadline: Deadline,
     label: &Address,
 ) -> Result<usize> {
@@ -419,13 +467,22 @@ fn recv_tagged(
             )));
     }
     if msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes - 1 > len {
-        return Err(Error::new("recv", ErrorKind::MessageTooLarge)
-            .with_object(label)
-            .with_hint(format!(
-                "a {}-byte message is above this channel's cap of {len} bytes and was \
+        let hint = if msg.bytes - 1 > max {
+            format!(
+                "a {}-byte message is above this channel's cap of {max} bytes and was \
                  discarded: give both sides the same `max` option",
                 msg.bytes - 1
-            )));
+            )
+        } else {
+            format!(
+                "a {}-byte message did not fit the {len}-byte buffer and was discarded \
+                 (another holder of the socket took the one this receive had looked at)",
+                msg.bytes - 1
+            )
+        };
+        return Err(Error::new("recv", ErrorKind::MessageTooLarge)
+            .with_object(label)
+            .with_hint(hint));
     }
     Ok(msg.bytes - 1)
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io::IoSlice;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -46,7 +47,12 @@ impl Sink {
     }
 
     /// One vectored write of at least one byte, waiting for room until `deadline`.
-    fn write(&self, bufs: &[IoSlice<'_>], deadline: Deadline, label: &Address) -> Result<usize> {
+    fn write(
+        &self,
+        bufs: &[IoSlice<'_>],
+        deadline: Deadline,
+        label: &dyn fmt::Display,
+    ) -> Result<usize> {
         let fd = self.fd();
         let waits = [(fd, PollFlags::OUT)];
         match self {
@@ -111,7 +117,7 @@ fn single<'a>(bufs: &'a [IoSlice<'a>]) -> Option<&'a [u8]> {
 /// default action after making a pipe sender should make the sender again.
 pub struct StreamSender {
     sink: Sink,
-    label: Address,
+    label: Label,
     max: usize,
     /// The unsent tail of the last frame, from `tail_pos` on.
     tail: Vec<u8>,
@@ -127,17 +133,20 @@ impl StreamSender {
     /// A sender that frames messages on the write end of a pipe (for instance a child's
     /// stdin, adopted with `PipeWriter::try_from`), with the default cap of 16 MiB.
     pub fn from_pipe(writer: PipeWriter) -> StreamSender {
-        StreamSender::new(Sink::pipe(writer), Address::pipe(), DEFAULT_MAX)
+        StreamSender::new(Sink::pipe(writer), Address::pipe().into(), DEFAULT_MAX)
     }
 
-    /// A sender on a connected Unix stream socket.
+    /// A sender on a connected Unix stream socket. Its errors name the peer's socket
+    /// file (`unix:PATH`), else its own, else an unnamed socket.
     pub fn from_unix(stream: UnixStream) -> StreamSender {
-        StreamSender::new(Sink::Unix(stream), Address::pipe(), DEFAULT_MAX)
+        let label = Label::socket(stream.as_fd(), Transport::Unix, Side::Peer);
+        StreamSender::new(Sink::Unix(stream), label, DEFAULT_MAX)
     }
 
-    /// A sender on a connected TCP stream.
+    /// A sender on a connected TCP stream. Its errors name the peer (`tcp:HOST:PORT`).
     pub fn from_tcp(stream: TcpStream) -> StreamSender {
-        StreamSender::new(Sink::Tcp(stream), Address::pipe(), DEFAULT_MAX)
+        let label = Label::socket(stream.as_fd(), Transport::Tcp, Side::Peer);
+        StreamSender::new(Sink::Tcp(stream), label, DEFAULT_MAX)
     }
 
     /// Sets the cap on one message (default 16 MiB); the receiver must use the same or a
@@ -153,8 +162,8 @@ impl StreamSender {
 
     /// Sets how long dropping the sender waits for room to write the rest of a message
     /// that a [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout)
-    /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER), 1 s). `Duration::ZERO` writes
-    /// what fits at once and gives up the rest; the receiver then sees the stream end
+    /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER), 1 s).
+    /// `Duration::ZERO` writes what fits at once and gives up the rest; the receiver then sees the stream end
     /// inside that message ([`ErrorKind::PeerGone`], naming how much arrived). A linger
     /// too long to represent as a deadline (`Duration::MAX`) waits as long as it takes.
     /// Senders opened from an address ([`sender`](super::sender)) keep the default.
@@ -163,7 +172,7 @@ impl StreamSender {
         self
     }
 
-    fn new(sink: Sink, label: Address, max: usize) -> StreamSender {
+    fn new(sink: Sink, label: Label, max: usize) -> StreamSender {
         StreamSender {
             sink,
             label,
@@ -235,7 +244,7 @@ impl StreamSender {
             }
             _ => unreachable!("only byte-stream addresses reach StreamSender"),
         };
-        Ok(StreamSender::new(sink, addr.clone(), max))
+        Ok(StreamSender::new(sink, addr.clone().into(), max))
     }
 
     fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
@@ -385,7 +394,7 @@ enum Source {
 pub struct StreamReceiver {
     source: Source,
     decoder: Decoder,
-    label: Address,
+    label: Label,
     bound: Option<Address>,
 }
 
@@ -401,17 +410,22 @@ impl StreamReceiver {
             Some(own) => PipeIn::private(own),
             None => PipeIn::shared(reader),
         };
-        StreamReceiver::new(Source::Pipe(input), Address::pipe(), DEFAULT_MAX)
+        StreamReceiver::new(Source::Pipe(input), Address::pipe().into(), DEFAULT_MAX)
     }
 
-    /// A receiver on a connected Unix stream socket.
+    /// A receiver on a connected Unix stream socket. Its errors name its own socket
+    /// file (`unix:PATH`, the listener's for an accepted connection), else the peer's,
+    /// else an unnamed socket.
     pub fn from_unix(stream: UnixStream) -> StreamReceiver {
-        StreamReceiver::new(Source::UnixConn(stream), Address::pipe(), DEFAULT_MAX)
+        let label = Label::socket(stream.as_fd(), Transport::Unix, Side::Local);
+        StreamReceiver::new(Source::UnixConn(stream), label, DEFAULT_MAX)
     }
 
-    /// A receiver on a connected TCP stream.
+    /// A receiver on a connected TCP stream. Its errors name the local address it was
+    /// reached at (`tcp:HOST:PORT`).
     pub fn from_tcp(stream: TcpStream) -> StreamReceiver {
-        StreamReceiver::new(Source::TcpConn(stream), Address::pipe(), DEFAULT_MAX)
+        let label = Label::socket(stream.as_fd(), Transport::Tcp, Side::Local);
+        StreamReceiver::new(Source::TcpConn(stream), label, DEFAULT_MAX)
     }
 
     /// Sets the cap on one message (default 16 MiB).
@@ -424,7 +438,7 @@ impl StreamReceiver {
         Ok(self)
     }
 
-    fn new(source: Source, label: Address, max: usize) -> StreamReceiver {
+    fn new(source: Source, label: Label, max: usize) -> StreamReceiver {
         StreamReceiver {
             source,
             decoder: Decoder::new(max),
@@ -504,7 +518,7 @@ impl StreamReceiver {
             _ => unreachable!("only byte-stream addresses reach StreamReceiver"),
         };
         let label = bound.clone().unwrap_or_else(|| addr.clone());
-        let mut rx = StreamReceiver::new(source, label, max);
+        let mut rx = StreamReceiver::new(source, label.into(), max);
         rx.bound = bound;
         Ok(rx)
     }
@@ -613,7 +627,84 @@ impl fmt::Debug for StreamReceiver {
     }
 }
 
-fn check_max(max: usize, label: &Address) -> Result<()> {
+/// What a stream channel's errors name: the address it was opened on, or for an adopted
+/// socket, the socket's own address or its peer's, read once when it was adopted (a peer
+/// that has gone can no longer be asked).
+#[derive(Clone, Debug)]
+enum Label {
+    Address(Address),
+    /// A socket no [`Address`] can name (unnamed, abstract, or unreadable).
+    Socket(String),
+}
+
+/// Which end of an adopted socket its label names first.
+#[derive(Clone, Copy)]
+enum Side {
+    Peer,
+    Local,
+}
+
+impl Label {
+    fn socket(fd: BorrowedFd<'_>, transport: Transport, first: Side) -> Label {
+        let peer = || rustix::net::getpeername(fd).ok().flatten();
+        let local = || rustix::net::getsockname(fd).ok();
+        let (a, b) = match first {
+            Side::Peer => (peer(), local()),
+            Side::Local => (local(), peer()),
+        };
+        let named = |addr: &rustix::net::SocketAddrAny| -> Option<Label> {
+            match transport {
+                Transport::Tcp => {
+                    let ip = SocketAddr::try_from(addr.clone()).ok()?;
+                    Address::tcp(&ip.ip().to_string(), ip.port())
+                        .ok()
+                        .map(Label::Address)
+                }
+                _ => {
+                    let unix = rustix::net::SocketAddrUnix::try_from(addr.clone()).ok()?;
+                    if let Some(path) = unix.path_bytes() {
+                        return Address::unix(std::ffi::OsStr::from_bytes(path))
+                            .ok()
+                            .map(Label::Address);
+                    }
+                    match unix.abstract_name() {
+                        Some(name) if !name.is_empty() => Some(Label::Socket(format!(
+                            "unix:@{} (abstract)",
+                            String::from_utf8_lossy(name)
+                        ))),
+                        _ => None,
+                    }
+                }
+            }
+        };
+        a.as_ref()
+            .and_then(named)
+            .or_else(|| b.as_ref().and_then(named))
+            .unwrap_or_else(|| {
+                Label::Socket(match transport {
+                    Transport::Tcp => "TCP socket (address unknown)".into(),
+                    _ => "unnamed unix stream socket".into(),
+                })
+            })
+    }
+}
+
+impl From<Address> for Label {
+    fn from(a: Address) -> Label {
+        Label::Address(a)
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Label::Address(a) => a.fmt(f),
+            Label::Socket(s) => f.write_str(s),
+        }
+    }
+}
+
+fn check_max(max: usize, label: &dyn fmt::Display) -> Result<()> {
     if max > frame::MAX_LEN {
         return Err(Error::new("open channel", ErrorKind::InvalidInput)
             .with_object(label)
@@ -732,7 +823,7 @@ impl PipeIn {
     }
 
     /// Puts the descriptor in the mode a receive until `deadline` reads best in.
-    fn prepare(&mut self, deadline: Deadline, label: &Address) -> Result<()> {
+    fn prepare(&mut self, deadline: Deadline, label: &dyn fmt::Display) -> Result<()> {
         let child = fork::generation() != self.forks;
         if child {
             self.private = false;
@@ -804,7 +895,11 @@ pub(crate) fn resolve(addr: &Address) -> Result<Vec<SocketAddr>> {
 }
 
 /// Accepts one connection, waiting until `deadline`.
-pub(crate) fn accept(fd: BorrowedFd<'_>, deadline: Deadline, label: &Address) -> Result<OwnedFd> {
+pub(crate) fn accept(
+    fd: BorrowedFd<'_>,
+    deadline: Deadline,
+    label: &dyn fmt::Display,
+) -> Result<OwnedFd> {
     retry(&[(fd, PollFlags::IN)], deadline, "accept", label, || {
         // The listener is blocking: only accept when poll says a connection waits, so
         // the call cannot hang (one receiver, one accepting thread).
@@ -824,7 +919,7 @@ fn read_pipe(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     deadline: Deadline,
-    label: &Address,
+    label: &dyn fmt::Display,
 ) -> Result<usize> {
     retry(&[(fd, PollFlags::IN)], deadline, "read", label, || {
         loop {
@@ -852,7 +947,7 @@ fn read_socket(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     deadline: Deadline,
-    label: &Address,
+    label: &dyn fmt::Display,
 ) -> Result<usize> {
     retry_blocking(&[(fd, PollFlags::IN)], deadline, "recv", label, |block| {
         let flags = if block {
