@@ -61,15 +61,18 @@ pub struct SendArgs {
 /// Receives messages from a channel address and prints them.
 ///
 /// Creates the address's object (FIFO, socket, queue, shared memory), prints each
-/// message as it arrives, and removes the object when it exits. Without --count it stops
-/// when the sender goes away (end of stream); datagram and queue transports cannot tell
-/// that, so give them --count or --timeout.
+/// message as it arrives, and removes the object when it exits (also on SIGINT, SIGTERM
+/// and SIGHUP). Without --count it stops when the first sender goes away (end of
+/// stream); datagram and queue transports cannot tell that, so give them --count or
+/// --timeout.
 #[derive(Args, Debug)]
 #[command(after_long_help = recv_after_help())]
 pub struct RecvArgs {
     /// Where to receive (see ADDRESSES below).
     pub addr: String,
-    /// Stop after N messages (exit 0); fewer before the sender goes is an error (exit 1).
+    /// Stop after N messages (exit 0). Until then, when a sender goes away the next one
+    /// is awaited (fifo:, unix:, unix-seqpacket:, tcp:); on pipe: and shm:, which take
+    /// one sender only, fewer than N messages is an error (exit 1).
     #[arg(long, short = 'c', value_name = "N")]
     pub count: Option<u64>,
     /// Wait at most this long for each message (e.g. 500ms, 2s, 1m; a bare number is
@@ -176,8 +179,10 @@ fn parse_addr(s: &str) -> Result<Address, Failure> {
         .map_err(|e| Failure::usage(e.to_string()))
 }
 
-
-fn open_sender(addr: &Address, timeout: Option<Duration>) -> Result<Box<dyn Sender + Send>, Failure> {
+fn open_sender(
+    addr: &Address,
+    timeout: Option<Duration>,
+) -> Result<Box<dyn Sender + Send>, Failure> {
     Ok(match timeout {
         Some(t) => channel::sender_timeout(addr, t)?,
         None => channel::sender(addr)?,
@@ -198,11 +203,51 @@ fn flush(tx: &mut dyn Sender, timeout: Option<Duration>) -> ipcx::Result<()> {
     }
 }
 
-fn recv_one(rx: &mut dyn Receiver, buf: &mut [u8], timeout: Option<Duration>) -> ipcx::Result<usize> {
+fn recv_one(
+    rx: &mut dyn Receiver,
+    buf: &mut [u8],
+    timeout: Option<Duration>,
+) -> ipcx::Result<usize> {
     match timeout {
         Some(t) => rx.recv_timeout(buf, t),
         None => rx.recv(buf),
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the object the receiver created at `addr` and
+/// exits with 128 + the signal's number, as a shell reports a death by that signal: a
+/// Ctrl-C'd `ipcx recv` leaves nothing behind. (SIGKILL cannot be caught: `ipcx gc`
+/// finds what it leaves.)
+fn remove_on_signal(addr: &Address) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return; // Without the handler the default action (death) applies, as before.
+    };
+    let addr = addr.clone();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            // Best effort: the object may be gone already, which is what is wanted.
+            let _ = match addr.transport() {
+                Transport::Fifo
+                | Transport::Unix
+                | Transport::UnixDgram
+                | Transport::UnixSeqpacket => addr.path().map_or(Ok(()), |p| {
+                    std::fs::remove_file(p).map_err(|e| ipcx::Error::from_io("unlink", &e))
+                }),
+                Transport::Mq => addr.name().map_or(Ok(()), |n| {
+                    ipcx::mq::posix::MessageQueue::unlink(n.as_str())
+                }),
+                Transport::SysvMq => addr
+                    .key()
+                    .map_or(Ok(()), ipcx::mq::sysv::SysvMq::remove_key),
+                Transport::Shm => addr
+                    .name()
+                    .map_or(Ok(()), |n| ipcx::shm::posix::Shm::unlink(n.as_str())),
+                _ => Ok(()),
+            };
+            std::process::exit(128 + sig);
+        }
+    });
 }
 
 /// Tells the user where a receiver on an ephemeral port (`tcp:…:0`) can be reached.
@@ -234,7 +279,9 @@ pub fn send(args: SendArgs) -> Result<(), Failure> {
     }
     let from_stdin = args.msgs.is_empty() || args.msgs.iter().any(|m| m == "-");
     if args.lines && !from_stdin {
-        return Err(Failure::usage("--lines reads standard input: give `-` or no MSG"));
+        return Err(Failure::usage(
+            "--lines reads standard input: give `-` or no MSG",
+        ));
     }
     let mut tx = open_sender(&addr, args.timeout)?;
     let timeout = args.timeout;
@@ -311,25 +358,30 @@ fn print(
 
 pub fn recv(args: RecvArgs) -> Result<(), Failure> {
     let addr = parse_addr(&args.addr)?;
-    let mut next: Next =
-        if args.existing {
-            existing_queue(&addr, args.timeout)?
-        } else {
-            let mut rx = channel::receiver(&addr)?;
-            announce(&*rx, &addr);
-            let max = rx.max_message();
-            let timeout = args.timeout;
-            Box::new(move |buf: &mut Vec<u8>| {
-                buf.resize(max, 0);
-                recv_one(&mut *rx, buf, timeout).map(|n| (n, None))
-            })
-        };
+    let mut next: Next = if args.existing {
+        existing_queue(&addr, args.timeout)?
+    } else {
+        let mut rx = channel::receiver(&addr)?;
+        remove_on_signal(&addr);
+        announce(&*rx, &addr);
+        let max = rx.max_message();
+        let timeout = args.timeout;
+        Box::new(move |buf: &mut Vec<u8>| {
+            buf.resize(max, 0);
+            recv_one(&mut *rx, buf, timeout).map(|n| (n, None))
+        })
+    };
+    let reconnects = takes_new_senders(addr.transport()) && !args.existing;
     let mut buf = Vec::new();
     let mut out = io::stdout().lock();
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {
         let (n, tag) = match next(&mut buf) {
             Ok(r) => r,
+            // With --count, the next receive waits for the next sender where one can come.
+            Err(e) if e.kind() == ErrorKind::PeerGone && args.count.is_some() && reconnects => {
+                continue;
+            }
             Err(e) if e.kind() == ErrorKind::PeerGone => return end_of_stream(&e, got, args.count),
             Err(e) => return Err(e.into()),
         };
@@ -367,7 +419,10 @@ fn existing_queue(addr: &Address, timeout: Option<Duration>) -> Result<Next, Fai
         }
         (Transport::SysvMq, _, Some(key)) => {
             let q = SysvMq::options().access(Access::ReceiveOnly).open(key)?;
-            let filter = addr.options().mtype.map_or(TypeFilter::Any, TypeFilter::Exact);
+            let filter = addr
+                .options()
+                .mtype
+                .map_or(TypeFilter::Any, TypeFilter::Exact);
             let max = ipcx_msgmax();
             Ok(Box::new(move |buf: &mut Vec<u8>| {
                 buf.resize(max, 0);
@@ -392,6 +447,15 @@ fn ipcx_msgmax() -> usize {
         .unwrap_or(8192)
 }
 
+/// Whether a receiver whose sender went away can take another (a pipe's stdin cannot,
+/// and a `shm:` channel has one sender for its whole life).
+fn takes_new_senders(t: Transport) -> bool {
+    matches!(
+        t,
+        Transport::Fifo | Transport::Unix | Transport::UnixSeqpacket | Transport::Tcp
+    )
+}
+
 /// The sender went away: the normal end without --count, an error before N messages.
 fn end_of_stream(e: &ipcx::Error, got: u64, count: Option<u64>) -> Result<(), Failure> {
     match count {
@@ -407,6 +471,7 @@ pub fn relay(args: RelayArgs) -> Result<(), Failure> {
     let from = parse_addr(&args.from)?;
     let to = parse_addr(&args.to)?;
     let mut rx = channel::receiver(&from)?;
+    remove_on_signal(&from);
     announce(&*rx, &from);
     let mut tx = open_sender(&to, args.timeout)?;
     if tx.max_message() < rx.max_message() {
