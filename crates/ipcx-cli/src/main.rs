@@ -6,7 +6,10 @@
 
 mod bench;
 mod exit;
+mod inventory;
 mod msg;
+mod ops;
+mod record;
 
 use std::process::ExitCode;
 
@@ -15,9 +18,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// Measure, inspect, clean up and drive Linux IPC.
 ///
 /// `ipcx bench` measures every mechanism between two processes on this machine, beside
-/// the machine's own floor. `ipcx send`, `recv` and `relay` move whole messages between
-/// any two channel addresses (pipes, FIFOs, sockets, TCP/UDP, message queues, shared
-/// memory). `ipcx completions` prints a shell completion script.
+/// the machine's own floor. `ipcx ls` lists every IPC object on the machine with its
+/// owner and whether its creator is gone; `ipcx rm` removes one, `ipcx gc` the caller's
+/// stale ones. `ipcx send`, `recv` and `relay` move whole messages between any two
+/// channel addresses (pipes, FIFOs, sockets, TCP/UDP, message queues, shared memory).
+/// `ipcx completions` prints a shell completion script.
 #[derive(Parser, Debug)]
 #[command(
     name = "ipcx",
@@ -38,6 +43,9 @@ enum Command {
     Send(msg::SendArgs),
     Recv(msg::RecvArgs),
     Relay(msg::RelayArgs),
+    Ls(ops::LsArgs),
+    Rm(ops::RmArgs),
+    Gc(ops::GcArgs),
     Completions(CompletionsArgs),
     /// The peer process of `ipcx bench` (started by it; not for direct use).
     #[command(hide = true)]
@@ -65,6 +73,9 @@ fn main() -> ExitCode {
         Command::Send(args) => exit::finish(msg::send(args)),
         Command::Recv(args) => exit::finish(msg::recv(args)),
         Command::Relay(args) => exit::finish(msg::relay(args)),
+        Command::Ls(args) => exit::finish(ops::ls(args)),
+        Command::Rm(args) => exit::finish(ops::rm(args)),
+        Command::Gc(args) => exit::finish(ops::gc(args)),
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,

@@ -218,7 +218,7 @@ fn recv_one(
 /// exits with 128 + the signal's number, as a shell reports a death by that signal: a
 /// Ctrl-C'd `ipcx recv` leaves nothing behind. (SIGKILL cannot be caught: `ipcx gc`
 /// finds what it leaves.)
-fn remove_on_signal(addr: &Address) {
+fn remove_on_signal(addr: &Address, record: Option<crate::record::Record>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         return; // Without the handler the default action (death) applies, as before.
@@ -245,9 +245,23 @@ fn remove_on_signal(addr: &Address) {
                     .map_or(Ok(()), |n| ipcx::shm::posix::Shm::unlink(n.as_str())),
                 _ => Ok(()),
             };
+            if let Some(r) = &record {
+                crate::record::forget(r);
+            }
             std::process::exit(128 + sig);
         }
     });
+}
+
+/// Removes the creation record when the receiver (and so its object) goes.
+struct Forget(Option<crate::record::Record>);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Some(r) = &self.0 {
+            crate::record::forget(r);
+        }
+    }
 }
 
 /// Tells the user where a receiver on an ephemeral port (`tcp:…:0`) can be reached.
@@ -362,11 +376,14 @@ pub fn recv(args: RecvArgs) -> Result<(), Failure> {
         existing_queue(&addr, args.timeout)?
     } else {
         let mut rx = channel::receiver(&addr)?;
-        remove_on_signal(&addr);
+        let record = crate::record::record_receiver(&addr);
+        remove_on_signal(&addr, record.clone());
         announce(&*rx, &addr);
         let max = rx.max_message();
         let timeout = args.timeout;
+        let forget = Forget(record);
         Box::new(move |buf: &mut Vec<u8>| {
+            let _ = &forget;
             buf.resize(max, 0);
             recv_one(&mut *rx, buf, timeout).map(|n| (n, None))
         })
@@ -471,7 +488,9 @@ pub fn relay(args: RelayArgs) -> Result<(), Failure> {
     let from = parse_addr(&args.from)?;
     let to = parse_addr(&args.to)?;
     let mut rx = channel::receiver(&from)?;
-    remove_on_signal(&from);
+    let record = crate::record::record_receiver(&from);
+    remove_on_signal(&from, record.clone());
+    let _forget = Forget(record);
     announce(&*rx, &from);
     let mut tx = open_sender(&to, args.timeout)?;
     if tx.max_message() < rx.max_message() {
