@@ -112,7 +112,10 @@ impl Procs {
             return Procs::empty();
         };
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -217,7 +220,10 @@ fn boot_time() -> u64 {
 /// "08:01" (major:minor, hex) as the kernel's dev_t encoding that `stat` reports.
 fn parse_dev(s: &str) -> Option<u64> {
     let (maj, min) = s.split_once(':')?;
-    let (maj, min) = (u64::from_str_radix(maj, 16).ok()?, u64::from_str_radix(min, 16).ok()?);
+    let (maj, min) = (
+        u64::from_str_radix(maj, 16).ok()?,
+        u64::from_str_radix(min, 16).ok()?,
+    );
     Some(rustix::fs::makedev(maj as u32, min as u32))
 }
 
@@ -311,15 +317,24 @@ pub fn gather(users: &Users) -> Inventory {
 fn sysv(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
     for row in sysv_table("/proc/sysvipc/shm") {
         let uid = num(&row, "uid") as u32;
-        let (cpid, nattch, ctime) = (num(&row, "cpid") as u32, num(&row, "nattch"), num(&row, "ctime"));
+        let (cpid, nattch, ctime) = (
+            num(&row, "cpid") as u32,
+            num(&row, "nattch"),
+            num(&row, "ctime"),
+        );
         let alive = procs.creator_alive_since(cpid, ctime);
         let (stale, why) = match (alive, nattch) {
             (true, _) => (false, format!("creator pid {cpid} runs")),
             (false, 0) => (
                 true,
-                format!("creator pid {cpid} is gone (no such process, or one started after the segment was made) and nothing is attached"),
+                format!(
+                    "creator pid {cpid} is gone (no such process, or one started after the segment was made) and nothing is attached"
+                ),
             ),
-            (false, n) => (false, format!("creator pid {cpid} is gone but {n} processes are attached")),
+            (false, n) => (
+                false,
+                format!("creator pid {cpid} is gone but {n} processes are attached"),
+            ),
         };
         inv.objects.push(Object {
             kind: "sysv-shm",
@@ -340,15 +355,21 @@ fn sysv(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
         });
     }
     for (kind, path, idcol, count_col, count_of) in [
-        ("sysv-sem", "/proc/sysvipc/sem", "semid", "nsems", "semaphores"),
+        (
+            "sysv-sem",
+            "/proc/sysvipc/sem",
+            "semid",
+            "nsems",
+            "semaphores",
+        ),
         ("sysv-msg", "/proc/sysvipc/msg", "msqid", "qnum", "messages"),
     ] {
         for row in sysv_table(path) {
             let uid = num(&row, "uid") as u32;
             let id = num(&row, idcol) as i64;
-            let rec = records
-                .iter()
-                .find(|r| r.kind == kind && r.id == Some(id) && r.ctime == Some(num(&row, "ctime")));
+            let rec = records.iter().find(|r| {
+                r.kind == kind && r.id == Some(id) && r.ctime == Some(num(&row, "ctime"))
+            });
             let mut obj = Object {
                 kind,
                 name: key_text(&row),
@@ -384,9 +405,15 @@ fn apply_record(obj: &mut Object, r: &Record, procs: &Procs, users: u64) {
         (true, _) => (false, format!("creator pid {} runs (ipcx record)", r.pid)),
         (false, 0) => (
             true,
-            format!("creator pid {} is gone (ipcx record: pid and start time) and nothing uses it", r.pid),
+            format!(
+                "creator pid {} is gone (ipcx record: pid and start time) and nothing uses it",
+                r.pid
+            ),
         ),
-        (false, n) => (false, format!("creator pid {} is gone but {n} processes use it", r.pid)),
+        (false, n) => (
+            false,
+            format!("creator pid {} is gone but {n} processes use it", r.pid),
+        ),
     };
     obj.sure = obj.stale;
 }
@@ -409,7 +436,7 @@ fn file_object(
         owner: users.name(meta.uid()),
         uid: meta.uid(),
         mode: mode_text(meta.mode()),
-        size: (kind != "fifo").then(|| meta.len()),
+        size: (kind != "fifo").then_some(meta.len()),
         count: Some(using),
         count_of: Some("users"),
         creator_pid: None,
@@ -434,7 +461,8 @@ fn file_object(
 
 fn dev_shm(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
     let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        inv.notes.push("POSIX shared memory: /dev/shm is not readable".into());
+        inv.notes
+            .push("POSIX shared memory: /dev/shm is not readable".into());
         return;
     };
     for e in dir.flatten() {
@@ -458,7 +486,10 @@ fn mqueue(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record])
         return;
     };
     let Ok(dir) = std::fs::read_dir(&mount) else {
-        inv.notes.push(format!("POSIX message queues: {} is not readable", mount.display()));
+        inv.notes.push(format!(
+            "POSIX message queues: {} is not readable",
+            mount.display()
+        ));
         return;
     };
     for e in dir.flatten() {
@@ -557,9 +588,13 @@ fn runtime_dir(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Rec
     let bound: HashSet<String> = unix_sockets().into_iter().map(|s| s.path).collect();
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
-            let Ok(meta) = e.path().symlink_metadata() else { continue };
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
             let path = e.path();
             let name = path.display().to_string();
             let ft = meta.file_type();

@@ -191,7 +191,9 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
 }
 
 fn print_table(inv: &Inventory) {
-    let header = ["KIND", "ID", "OWNER", "MODE", "SIZE", "COUNT", "CREATOR", "STALE", "NAME"];
+    let header = [
+        "KIND", "ID", "OWNER", "MODE", "SIZE", "COUNT", "CREATOR", "STALE", "NAME",
+    ];
     let rows: Vec<[String; 9]> = inv
         .objects
         .iter()
@@ -290,7 +292,11 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
     let inv = inventory::gather(&users);
     let obj = find(&inv, args.kind, &args.target)?;
     if obj.uid != me() {
-        return Err(refused(&format!("{} {}", obj.kind, obj.name), obj.uid, &users));
+        return Err(refused(
+            &format!("{} {}", obj.kind, obj.name),
+            obj.uid,
+            &users,
+        ));
     }
     remove(&obj)?;
     println!("removed {} {}", obj.kind, obj.name);
@@ -302,8 +308,7 @@ fn find(inv: &Inventory, kind: Kind, target: &str) -> Result<Object, Failure> {
     let kind = kind.name();
     let key_or_id = |o: &Object| {
         if let Some(hex) = target.strip_prefix("0x") {
-            u32::from_str_radix(hex, 16)
-                .is_ok_and(|k| o.name == format!("{k:#010x}"))
+            u32::from_str_radix(hex, 16).is_ok_and(|k| o.name == format!("{k:#010x}"))
         } else {
             target.parse::<i64>().is_ok_and(|id| o.id == Some(id))
         }
@@ -372,12 +377,13 @@ fn remove(o: &Object) -> Result<(), Failure> {
         "shm" => ipcx::shm::posix::Shm::unlink(&o.name)?,
         "sem" => ipcx::sem::posix::NamedSemaphore::unlink(&o.name)?,
         "mq" => MessageQueue::unlink(&o.name)?,
-        _ => std::fs::remove_file(&o.name).map_err(|e| {
-            Failure::new(exit::FAILED, format!("unlink {:?}: {e}", o.name))
-        })?,
+        _ => std::fs::remove_file(&o.name)
+            .map_err(|e| Failure::new(exit::FAILED, format!("unlink {:?}: {e}", o.name)))?,
     }
     for r in record::load_all() {
-        if r.kind == o.kind && (r.id.is_some() && r.id == o.id || r.name.as_deref() == Some(&o.name)) {
+        if r.kind == o.kind
+            && (r.id.is_some() && r.id == o.id || r.name.as_deref() == Some(&o.name))
+        {
             record::forget(&r);
         }
     }
@@ -391,7 +397,11 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     let mut others = 0usize;
-    for o in inv.objects.iter().filter(|o| o.stale && wanted(o, &args.kind)) {
+    for o in inv
+        .objects
+        .iter()
+        .filter(|o| o.stale && wanted(o, &args.kind))
+    {
         let matched =
             (!args.patterns.is_empty()).then(|| args.patterns.iter().any(|p| glob(p, &o.name)));
         if matched == Some(false) || !(o.sure || matched == Some(true)) {
@@ -401,7 +411,11 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
             others += 1;
             continue;
         }
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         let result = if args.dry_run { Ok(()) } else { remove(o) };
         match result {
             Ok(()) => {
@@ -428,12 +442,17 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
         println!("nothing to remove");
     }
     if others > 0 {
-        eprintln!("ipcx: gc: kept {others} stale objects of other users (only their owners may remove them)");
+        eprintln!(
+            "ipcx: gc: kept {others} stale objects of other users (only their owners may remove them)"
+        );
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(exit::FAILED, format!("gc: {} objects could not be removed", failed.len())))
+        Err(Failure::new(
+            exit::FAILED,
+            format!("gc: {} objects could not be removed", failed.len()),
+        ))
     }
 }
 

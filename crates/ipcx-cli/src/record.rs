@@ -92,7 +92,10 @@ pub fn write(r: &Record) -> std::io::Result<PathBuf> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    std::io::Write::write_all(&mut file, &serde_json::to_vec(r).map_err(std::io::Error::other)?)?;
+    std::io::Write::write_all(
+        &mut file,
+        &serde_json::to_vec(r).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }
@@ -156,9 +159,15 @@ pub fn record_receiver(addr: &ipcx::addr::Address) -> Option<Record> {
         Transport::Shm | Transport::Mq => {
             let name = addr.name()?.as_str().to_string();
             let (kind, path) = if addr.transport() == Transport::Shm {
-                ("shm", PathBuf::from("/dev/shm").join(name.trim_start_matches('/')))
+                (
+                    "shm",
+                    PathBuf::from("/dev/shm").join(name.trim_start_matches('/')),
+                )
             } else {
-                ("mq", crate::inventory::mqueue_mount()?.join(name.trim_start_matches('/')))
+                (
+                    "mq",
+                    crate::inventory::mqueue_mount()?.join(name.trim_start_matches('/')),
+                )
             };
             let mut r = for_me(kind)?;
             r.ino = Some(std::fs::metadata(path).ok()?.ino());
