@@ -74,3 +74,26 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
         }
     }
 }
+
+/// Writes one line of a command's report to standard output. A reader that stopped
+/// early (`ipcx ls | head -1`) ends the command quietly with status 0; any other write
+/// error ends it with status 1.
+pub fn write_line(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(OK));
+        }
+        eprintln!("ipcx: write stdout: {e}");
+        std::process::exit(i32::from(FAILED));
+    }
+}
+
+/// `println!` for reports, through [`write_line`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::exit::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;

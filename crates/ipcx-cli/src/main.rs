@@ -4,6 +4,7 @@
 // compares ipcx against); everything else goes through ipcx and rustix.
 #![deny(unsafe_code)]
 
+mod advise;
 mod bench;
 mod exit;
 mod inventory;
@@ -22,6 +23,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// owner and whether its creator is gone; `ipcx rm` removes one, `ipcx gc` the caller's
 /// stale ones. `ipcx send`, `recv` and `relay` move whole messages between any two
 /// channel addresses (pipes, FIFOs, sockets, TCP/UDP, message queues, shared memory).
+/// `ipcx advise` recommends a transport for a use, ranked by this machine's measurements.
 /// `ipcx completions` prints a shell completion script.
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +48,7 @@ enum Command {
     Ls(ops::LsArgs),
     Rm(ops::RmArgs),
     Gc(ops::GcArgs),
+    Advise(advise::AdviseArgs),
     Completions(CompletionsArgs),
     /// The peer process of `ipcx bench` (started by it; not for direct use).
     #[command(hide = true)]
@@ -76,14 +79,22 @@ fn main() -> ExitCode {
         Command::Ls(args) => exit::finish(ops::ls(args)),
         Command::Rm(args) => exit::finish(ops::rm(args)),
         Command::Gc(args) => exit::finish(ops::gc(args)),
+        Command::Advise(args) => exit::finish(advise::advise(args)),
         Command::Completions(args) => {
-            clap_complete::generate(
-                args.shell,
-                &mut Cli::command(),
-                "ipcx",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(args.shell, &mut visible(), "ipcx", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The command line without its hidden subcommands (clap_complete would offer them).
+fn visible() -> clap::Command {
+    let full = Cli::command();
+    full.get_subcommands().filter(|s| !s.is_hide_set()).fold(
+        clap::Command::new("ipcx")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(full.get_about().cloned().unwrap_or_default())
+            .args(full.get_arguments().filter(|a| !a.is_hide_set()).cloned()),
+        |c, s| c.subcommand(s.clone()),
+    )
 }

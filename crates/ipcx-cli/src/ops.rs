@@ -5,7 +5,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use clap::{Args, ValueEnum};
 
-use crate::exit::{self, Failure};
+use crate::exit::{self, Failure, outln};
 use crate::inventory::{self, Inventory, Object, Users};
 use crate::record;
 
@@ -183,7 +183,7 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
     if args.json {
         let text = serde_json::to_string_pretty(&inv)
             .map_err(|e| Failure::new(exit::FAILED, format!("encode JSON: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
         print_table(&inv);
     }
@@ -233,14 +233,14 @@ fn print_table(inv: &Inventory) {
                 s.push_str(&format!("{c:<w$}  ", w = width[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(&header.map(String::from));
     for r in &rows {
         line(r);
     }
     if rows.is_empty() {
-        println!("(no objects)");
+        outln!("(no objects)");
     }
     for note in &inv.notes {
         eprintln!("ipcx: note: {note}");
@@ -299,7 +299,7 @@ pub fn rm(args: RmArgs) -> Result<(), Failure> {
         ));
     }
     remove(&obj)?;
-    println!("removed {} {}", obj.kind, obj.name);
+    outln!("removed {} {}", obj.kind, obj.name);
     Ok(())
 }
 
@@ -420,7 +420,7 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
         match result {
             Ok(()) => {
                 if !args.json {
-                    println!("{verb} {} {}: {}", o.kind, o.name, o.why);
+                    outln!("{verb} {} {}: {}", o.kind, o.name, o.why);
                 }
                 removed.push(o.clone());
             }
@@ -437,9 +437,9 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
             "failed": failed,
             "kept_other_users": others,
         });
-        println!("{doc:#}");
+        outln!("{doc:#}");
     } else if removed.is_empty() && failed.is_empty() {
-        println!("nothing to remove");
+        outln!("nothing to remove");
     }
     if others > 0 {
         eprintln!(
