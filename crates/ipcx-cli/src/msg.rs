@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use ipcx::ErrorKind;
 use ipcx::addr::{Address, Transport};
 use ipcx::channel::{self, Receiver, Sender};
+use signal_hook::iterator::Signals;
 
 use crate::exit::{self, Failure};
 
@@ -218,10 +219,16 @@ fn recv_one(
 /// exits with 128 + the signal's number, as a shell reports a death by that signal: a
 /// Ctrl-C'd `ipcx recv` leaves nothing behind. (SIGKILL cannot be caught: `ipcx gc`
 /// finds what it leaves.)
-fn remove_on_signal(addr: &Address, record: Option<crate::record::Record>) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-        return; // Without the handler the default action (death) applies, as before.
+///
+/// `signals` is registered before the object is created, so that a signal arriving in
+/// between waits for this handler instead of killing the process with the object left.
+fn remove_on_signal(
+    signals: Option<Signals>,
+    addr: &Address,
+    record: Option<crate::record::Record>,
+) {
+    let Some(mut signals) = signals else {
+        return; // Without the handler the default action (death) applies.
     };
     let addr = addr.clone();
     std::thread::spawn(move || {
@@ -251,6 +258,12 @@ fn remove_on_signal(addr: &Address, record: Option<crate::record::Record>) {
             std::process::exit(128 + sig);
         }
     });
+}
+
+/// The signals that end a receiver, caught from before it creates its object.
+fn catch_signals() -> Option<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()
 }
 
 /// Removes the creation record when the receiver (and so its object) goes.
@@ -375,9 +388,10 @@ pub fn recv(args: RecvArgs) -> Result<(), Failure> {
     let mut next: Next = if args.existing {
         existing_queue(&addr, args.timeout)?
     } else {
+        let signals = catch_signals();
         let mut rx = channel::receiver(&addr)?;
         let record = crate::record::record_receiver(&addr);
-        remove_on_signal(&addr, record.clone());
+        remove_on_signal(signals, &addr, record.clone());
         announce(&*rx, &addr);
         let max = rx.max_message();
         let timeout = args.timeout;
@@ -487,9 +501,10 @@ fn end_of_stream(e: &ipcx::Error, got: u64, count: Option<u64>) -> Result<(), Fa
 pub fn relay(args: RelayArgs) -> Result<(), Failure> {
     let from = parse_addr(&args.from)?;
     let to = parse_addr(&args.to)?;
+    let signals = catch_signals();
     let mut rx = channel::receiver(&from)?;
     let record = crate::record::record_receiver(&from);
-    remove_on_signal(&from, record.clone());
+    remove_on_signal(signals, &from, record.clone());
     let _forget = Forget(record);
     announce(&*rx, &from);
     let mut tx = open_sender(&to, args.timeout)?;

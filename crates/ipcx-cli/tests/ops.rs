@@ -47,11 +47,6 @@ fn key_text(key: i32) -> String {
     format!("{:#010x}", key as u32)
 }
 
-/// A glob for every key `unique_key` gives this process.
-fn our_keys() -> String {
-    format!("0x4c{:04x}??", std::process::id() & 0xffff)
-}
-
 /// Writes a creation record in the documented format (what any program does so that
 /// `ipcx gc` can tell its creator is gone).
 fn write_record(runtime: &std::path::Path, kind: &str, table: &str, key: i32) {
@@ -217,21 +212,15 @@ fn objects_of_a_killed_creator_are_stale_and_collected() {
         "{table}"
     );
 
-    // A dry run removes nothing.
-    let keys = our_keys();
-    let names_glob = format!("/ipcx-cli-*-{}-*", std::process::id());
-    let dry = ipcx(
-        &runtime,
-        &[
-            "gc",
-            "--dry-run",
-            "--json",
-            "--match",
-            &keys,
-            "--match",
-            &names_glob,
-        ],
-    );
+    // A dry run removes nothing. Every gc in these tests names exactly its own objects:
+    // a wider glob would collect what concurrent tests have just made.
+    let mut matching = vec!["gc", "--json"];
+    for n in &names {
+        matching.extend(["--match", n.as_str()]);
+    }
+    let mut dry_args = matching.clone();
+    dry_args.push("--dry-run");
+    let dry = ipcx(&runtime, &dry_args);
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert_eq!(
         json(&dry)["removed"].as_array().unwrap().len(),
@@ -245,10 +234,7 @@ fn objects_of_a_killed_creator_are_stale_and_collected() {
     );
 
     // gc removes the four and keeps the live one.
-    let gc = ipcx(
-        &runtime,
-        &["gc", "--json", "--match", &keys, "--match", &names_glob],
-    );
+    let gc = ipcx(&runtime, &matching);
     assert!(gc.status.success(), "{}", stderr(&gc));
     let doc = json(&ipcx(&runtime, &["ls", "--json"]));
     assert!(ours(&doc, &names).is_empty(), "{doc:#}");
