@@ -13,7 +13,7 @@ pub const FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// A wait ran out: no receiver appeared, or fewer messages than asked arrived in time.
 pub const TIMED_OUT: u8 = 3;
-/// Refused: the object belongs to another user, or is still in use.
+/// Refused: the object belongs to another user.
 pub const REFUSED: u8 = 4;
 
 /// The `EXIT STATUS` section shared by every subcommand's `--help`.
@@ -23,7 +23,7 @@ EXIT STATUS:
   1  runtime error (the message names the operation, the object and what to do)
   2  usage error: bad arguments or a bad address
   3  timed out: a --timeout ran out before the work was done
-  4  refused: the object belongs to another user or is in use (rm, gc)";
+  4  refused: the object belongs to another user (rm)";
 
 /// A failed subcommand: what to print and which exit code to leave with.
 #[derive(Debug)]

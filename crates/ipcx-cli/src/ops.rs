@@ -22,7 +22,9 @@ WHEN AN OBJECT IS STALE:
   semaphores, queues, FIFOs) are marked `yes?` when no process holds them open or
   mapped: their creator may simply have meant them to persist. System V semaphore
   sets and message queues without a record are never marked: the kernel keeps no
-  creator pid for them and cannot tell whether anyone uses them.";
+  creator pid for them and cannot tell whether anyone uses them.
+  Users are found in /proc/<pid>/fd and /proc/<pid>/maps; without root, processes
+  of other users cannot be looked into, so an object only they use looks unused.";
 
 /// What kinds of object ls, rm and gc know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
