@@ -162,11 +162,12 @@ impl StreamSender {
 
     /// Sets how long dropping the sender waits for room to write the rest of a message
     /// that a [`try_send`](Sender::try_send) or [`send_timeout`](Sender::send_timeout)
-    /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER), 1 s).
-    /// `Duration::ZERO` writes what fits at once and gives up the rest; the receiver then sees the stream end
-    /// inside that message ([`ErrorKind::PeerGone`], naming how much arrived). A linger
-    /// too long to represent as a deadline (`Duration::MAX`) waits as long as it takes.
-    /// Senders opened from an address ([`sender`](super::sender)) keep the default.
+    /// left partly written (default [`DEFAULT_LINGER`](StreamSender::DEFAULT_LINGER),
+    /// 1 s). `Duration::ZERO` writes what fits at once and gives up the rest; the
+    /// receiver then sees the stream end inside that message ([`ErrorKind::PeerGone`],
+    /// naming how much arrived). A linger too long to represent as a deadline
+    /// (`Duration::MAX`) waits as long as it takes. Senders opened from an address
+    /// ([`sender`](super::sender)) keep the default.
     pub fn with_linger(mut self, linger: Duration) -> StreamSender {
         self.linger = linger;
         self
