@@ -142,7 +142,10 @@ fn sizes_zero_and_exactly_the_maximum_pass_and_one_more_is_too_large() {
     let err = tx.send(&vec![0u8; max + 1]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     let text = err.to_string();
-    assert!(text.contains("send") && text.contains(&max.to_string()), "{text}");
+    assert!(
+        text.contains("send") && text.contains(&max.to_string()),
+        "{text}"
+    );
     let err = tx.loan(max + 1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
 
@@ -164,7 +167,9 @@ fn full_ring_is_backpressure_and_empty_ring_would_block_in_every_wait_mode() {
         let err = rx.try_recv(&mut buf).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WouldBlock, "{wait}");
         assert!(err.to_string().contains("recv"), "{err}");
-        let err = rx.recv_timeout(&mut buf, Duration::from_millis(20)).unwrap_err();
+        let err = rx
+            .recv_timeout(&mut buf, Duration::from_millis(20))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut, "{wait}");
         assert_eq!(rx.try_recv_ref().unwrap_err().kind(), ErrorKind::WouldBlock);
 
@@ -180,14 +185,19 @@ fn full_ring_is_backpressure_and_empty_ring_would_block_in_every_wait_mode() {
             }
         }
         assert_eq!(sent, 256 / 16, "{wait}: 16-byte records fill 256 bytes");
-        let err = tx.send_timeout(b"x", Duration::from_millis(20)).unwrap_err();
+        let err = tx
+            .send_timeout(b"x", Duration::from_millis(20))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut, "{wait}");
         assert_eq!(tx.try_loan(1).unwrap_err().kind(), ErrorKind::WouldBlock);
         for i in 0..sent {
             let n = rx.try_recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], &i.to_le_bytes());
         }
-        assert_eq!(rx.try_recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            rx.try_recv(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
     }
 }
 
@@ -227,7 +237,10 @@ fn a_thread_blocked_on_an_empty_or_full_ring_is_woken_in_every_wait_mode() {
         }
         let mut rx = reader.join().unwrap();
         drop(tx);
-        assert_eq!(rx.recv(&mut [0u8; 8]).unwrap_err().kind(), ErrorKind::PeerGone);
+        assert_eq!(
+            rx.recv(&mut [0u8; 8]).unwrap_err().kind(),
+            ErrorKind::PeerGone
+        );
     }
 }
 
@@ -292,7 +305,11 @@ fn random_sizes_arrive_whole_and_in_order_across_processes_in_every_wait_mode() 
             }
         }
         let out = finish(proc);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = rx.recv(&mut buf).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PeerGone, "{wait}: {err}");
         assert!(err.to_string().contains("closed"), "{err}");
@@ -326,7 +343,11 @@ fn an_anonymous_ring_is_inherited_by_a_child() {
     }
     drop(tx);
     let out = finish(proc);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(common::reports(&out), "received 1000000 bytes");
 }
 
@@ -434,7 +455,10 @@ fn a_half_written_loan_of_a_killed_sender_is_never_delivered() {
     let err = rx.recv(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
     // And it stays gone.
-    assert_eq!(rx.try_recv(&mut buf).unwrap_err().kind(), ErrorKind::PeerGone);
+    assert_eq!(
+        rx.try_recv(&mut buf).unwrap_err().kind(),
+        ErrorKind::PeerGone
+    );
 }
 
 #[test]
@@ -487,7 +511,10 @@ fn hostile(name: &str) -> (Shm, Region) {
 #[test]
 fn a_corrupted_header_field_is_refused_at_open_as_corrupt() {
     let name = unique_name("shm");
-    let ring = RingOptions::new().capacity(4096).create_named(&name).unwrap();
+    let ring = RingOptions::new()
+        .capacity(4096)
+        .create_named(&name)
+        .unwrap();
     let (_shm, region) = hostile(&name);
     let cases: [(usize, u64, usize, &str); 7] = [
         (MAGIC, 0x1234_5678, 4, "magic"),
@@ -583,9 +610,16 @@ fn a_corrupted_tail_or_record_header_is_corrupt_for_the_receiver_never_a_bad_rea
 #[test]
 fn a_corrupted_head_or_state_word_is_corrupt_for_the_sender() {
     let name = unique_name("shm");
-    let ring = RingOptions::new().capacity(256).create_named(&name).unwrap();
+    let ring = RingOptions::new()
+        .capacity(256)
+        .create_named(&name)
+        .unwrap();
     let (_shm, region) = hostile(&name);
-    let mut rx = RingOptions::new().open_named(&name).unwrap().receiver().unwrap();
+    let mut rx = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
     let mut tx = ring.sender().unwrap();
     while tx.try_send(&[1u8; 8]).is_ok() {}
     // The head jumps past the tail.
@@ -595,7 +629,10 @@ fn a_corrupted_head_or_state_word_is_corrupt_for_the_sender() {
     assert!(err.to_string().contains("released"), "{err}");
     // Not a multiple of 8.
     region.store(HEAD, &4u64).unwrap();
-    assert_eq!(tx.try_send(&[1u8; 8]).unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        tx.try_send(&[1u8; 8]).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
     region.store(HEAD, &0u64).unwrap();
     // A nonsense state word: the peer check says Corrupt, never hangs or trusts it.
     region.store(RECEIVER_STATE, &7u32).unwrap();
@@ -617,15 +654,31 @@ fn a_named_ring_is_unlinked_by_its_creator_only_and_carries_one_sender() {
     let name = unique_name("shm");
     let path = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
     let _guard = UnlinkOnDrop(name.clone());
-    let rx = RingOptions::new().create_named(&name).unwrap().receiver().unwrap();
+    let rx = RingOptions::new()
+        .create_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
     assert_eq!(common::mode_of(&path) & 0o777, 0o600);
     let err = RingOptions::new().create_named(&name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    let tx = RingOptions::new().open_named(&name).unwrap().sender().unwrap();
-    let err = RingOptions::new().open_named(&name).unwrap().sender().unwrap_err();
+    let tx = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .sender()
+        .unwrap();
+    let err = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .sender()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     assert!(err.to_string().contains("one sender"), "{err}");
-    let err = RingOptions::new().open_named(&name).unwrap().receiver().unwrap_err();
+    let err = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     drop(tx);
     assert!(path.exists(), "an opener never removes the object");
@@ -657,7 +710,10 @@ fn ring_addresses_work_through_the_channel_layer_with_their_options() {
     let err = format!("ring:{name}?wait=sometimes")
         .parse::<Address>()
         .unwrap_err();
-    assert!(err.to_string().contains("busy, adaptive or blocking"), "{err}");
+    assert!(
+        err.to_string().contains("busy, adaptive or blocking"),
+        "{err}"
+    );
     let mut rx = channel::receiver(&addr).unwrap();
     assert_eq!(rx.max_message(), 4096 - 8);
     assert_eq!(rx.address().unwrap().name().unwrap().as_str(), name);
@@ -670,11 +726,18 @@ fn ring_addresses_work_through_the_channel_layer_with_their_options() {
     let mut buf = vec![0u8; rx.max_message()];
     for i in 0..1000u32 {
         let n = rx.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
-        assert_eq!(&buf[..n], i.to_le_bytes().repeat(i as usize % 50).as_slice());
+        assert_eq!(
+            &buf[..n],
+            i.to_le_bytes().repeat(i as usize % 50).as_slice()
+        );
     }
     assert_eq!(rx.recv(&mut buf).unwrap(), 0);
     let out = finish(proc);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rx.recv(&mut buf).unwrap_err().kind(), ErrorKind::PeerGone);
 }
 

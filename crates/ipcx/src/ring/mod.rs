@@ -363,7 +363,13 @@ impl RingOptions {
         let region = memfd.map()?;
         // SEAL too: nobody may add FUTURE_WRITE later and keep an opener from mapping it.
         memfd.seal(Seals::SHRINK | Seals::GROW | Seals::SEAL)?;
-        let shared = Shared::new(region, Object::Anonymous(memfd), label, cap as u64, self.wait)?;
+        let shared = Shared::new(
+            region,
+            Object::Anonymous(memfd),
+            label,
+            cap as u64,
+            self.wait,
+        )?;
         shared.initialise();
         Ok(Ring { shared })
     }
@@ -390,7 +396,13 @@ impl RingOptions {
         let memfd = Memfd::from_peer(own, Seals::SHRINK | Seals::GROW, DATA_OFFSET)
             .map_err(|e| e.with_object(&label))?;
         let region = memfd.map()?;
-        Shared::attach(region, Object::Anonymous(memfd), label, self.wait, Duration::ZERO)
+        Shared::attach(
+            region,
+            Object::Anonymous(memfd),
+            label,
+            self.wait,
+            Duration::ZERO,
+        )
     }
 
     /// Both ends of a new anonymous ring in this process (for threads, and for tests):
@@ -433,12 +445,22 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(region: Region, object: Object, label: String, capacity: u64, wait: Wait) -> Result<Shared> {
+    fn new(
+        region: Region,
+        object: Object,
+        label: String,
+        capacity: u64,
+        wait: Wait,
+    ) -> Result<Shared> {
         let fits = usize::try_from(capacity)
             .ok()
             .and_then(|c| c.checked_add(DATA_OFFSET))
             .is_some_and(|need| need <= region.len());
-        if !fits || !capacity.is_power_of_two() || capacity < MIN_CAPACITY as u64 || !region.is_writable() {
+        if !fits
+            || !capacity.is_power_of_two()
+            || capacity < MIN_CAPACITY as u64
+            || !region.is_writable()
+        {
             return Err(Error::new("open ring", ErrorKind::Corrupt)
                 .with_object(&label)
                 .with_hint(format!(
@@ -469,7 +491,13 @@ impl Shared {
     }
 
     /// Waits for the header of an existing object, reads each field once and checks it.
-    fn attach(region: Region, object: Object, label: String, wait: Wait, open_wait: Duration) -> Result<Ring> {
+    fn attach(
+        region: Region,
+        object: Object,
+        label: String,
+        wait: Wait,
+        open_wait: Duration,
+    ) -> Result<Ring> {
         let corrupt = |hint: String| {
             Err(Error::new("open ring", ErrorKind::Corrupt)
                 .with_object(&label)
@@ -559,8 +587,9 @@ impl Shared {
 
     /// Takes `role`: its lock byte, and its state word from "none" to "open".
     fn claim(&self, role: Role) -> Result<()> {
-        let locked = try_lock_byte(self.object.as_fd(), role.lock_byte())
-            .map_err(|e| Error::from_errno("F_OFD_SETLK", e.raw_os_error()).with_object(&self.label))?;
+        let locked = try_lock_byte(self.object.as_fd(), role.lock_byte()).map_err(|e| {
+            Error::from_errno("F_OFD_SETLK", e.raw_os_error()).with_object(&self.label)
+        })?;
         // AcqRel: the claim is the one write to this word besides the close; Acquire
         // sees a close that came before.
         let claimed = locked
@@ -601,9 +630,10 @@ impl Shared {
                 Role::Receiver => "the receiver closed the ring",
             })),
             STATE_OPEN => {
-                let held = byte_locked_elsewhere(self.object.as_fd(), peer.lock_byte()).map_err(|e| {
-                    Error::from_errno("F_OFD_GETLK", e.raw_os_error()).with_object(&self.label)
-                })?;
+                let held =
+                    byte_locked_elsewhere(self.object.as_fd(), peer.lock_byte()).map_err(|e| {
+                        Error::from_errno("F_OFD_GETLK", e.raw_os_error()).with_object(&self.label)
+                    })?;
                 Ok((!held).then_some(match peer {
                     Role::Sender => "the sender's process died without closing the ring",
                     Role::Receiver => "the receiver's process died without closing the ring",
@@ -707,7 +737,7 @@ impl Shared {
                 check_now = rounds % 1024 == 0 || (self.wait == Wait::Adaptive && rounds >= SPINS);
             } else {
                 let seq = sleeper.announce();
-                if let Some(v) = attempt() .inspect_err(|_| sleeper.retire())? {
+                if let Some(v) = attempt().inspect_err(|_| sleeper.retire())? {
                     sleeper.retire();
                     return Ok(v);
                 }
@@ -718,12 +748,10 @@ impl Shared {
                     check_now = true;
                     continue;
                 }
-                let left = deadline
-                    .remaining(op, &self.label)
-                    .map_err(|e| {
-                        sleeper.retire();
-                        self.deadline_error(e, op, deadline)
-                    })?;
+                let left = deadline.remaining(op, &self.label).map_err(|e| {
+                    sleeper.retire();
+                    self.deadline_error(e, op, deadline)
+                })?;
                 let slice = left.map_or(SLICE, |l| l.min(SLICE));
                 let ts = rustix::time::Timespec {
                     tv_sec: slice.as_secs() as i64,
@@ -1016,7 +1044,10 @@ impl RingSender {
         let area = self.shared.data();
         let dst = area
             .span(pos + protocol::RECORD_HEADER, msg.len())
-            .ok_or_else(|| self.shared.corrupt("send", Fault::Head { head: 0, tail: pos }))?;
+            .ok_or_else(|| {
+                self.shared
+                    .corrupt("send", Fault::Head { head: 0, tail: pos })
+            })?;
         // SAFETY:
         // - `dst..dst + msg.len()` lies inside the data area (`span` checked it against
         //   the validated capacity), which the mapping held by `self.shared` keeps alive.
@@ -1038,7 +1069,10 @@ impl RingSender {
             .shared
             .data()
             .span(pos + protocol::RECORD_HEADER, len)
-            .ok_or_else(|| self.shared.corrupt("loan", Fault::Head { head: 0, tail: pos }))?;
+            .ok_or_else(|| {
+                self.shared
+                    .corrupt("loan", Fault::Head { head: 0, tail: pos })
+            })?;
         Ok(Loan {
             tx: self,
             pos,
@@ -1064,7 +1098,9 @@ impl RingSender {
         // receiver that closed cleanly is noticed at once, not when the ring fills.
         if self.shared.state(Role::Receiver).load(Ordering::Relaxed) == STATE_CLOSED {
             self.side.gone = Some("the receiver closed the ring");
-            return Err(self.shared.peer_gone_error(op, "the receiver closed the ring"));
+            return Err(self
+                .shared
+                .peer_gone_error(op, "the receiver closed the ring"));
         }
         let rec = protocol::record_len(len as u64).unwrap_or(u64::MAX);
         let shared = &self.shared;
@@ -1130,9 +1166,13 @@ impl Loan<'_> {
     /// Publishes the message: the receiver can take it from now on.
     pub fn commit(self) {
         let shared = &self.tx.shared;
-        self.tx
-            .producer
-            .commit(shared.control(), &shared.data(), &Futex, self.pos, self.len as u64);
+        self.tx.producer.commit(
+            shared.control(),
+            &shared.data(),
+            &Futex,
+            self.pos,
+            self.len as u64,
+        );
     }
 }
 
@@ -1242,18 +1282,16 @@ impl RingReceiver {
                 .map_err(|f| shared.corrupt(op, f))
         })?;
         let len = usize::try_from(found.len).unwrap_or(usize::MAX);
-        let src = area
-            .span(found.offset, len)
-            .ok_or_else(|| {
-                shared.corrupt(
-                    op,
-                    Fault::Record {
-                        pos: found.offset,
-                        word: found.len,
-                        available: 0,
-                    },
-                )
-            })?;
+        let src = area.span(found.offset, len).ok_or_else(|| {
+            shared.corrupt(
+                op,
+                Fault::Record {
+                    pos: found.offset,
+                    word: found.len,
+                    available: 0,
+                },
+            )
+        })?;
         Ok((found, src))
     }
 
