@@ -204,9 +204,10 @@ fn full_ring_is_backpressure_and_empty_ring_would_block_in_every_wait_mode() {
 #[test]
 fn loans_and_views_move_messages_without_copies_and_uncommitted_loans_publish_nothing() {
     let (mut tx, mut rx) = RingOptions::new().capacity(1024).pair().unwrap();
-    let mut loan = tx.loan(300).unwrap();
-    loan.fill(0xab);
-    drop(loan); // not committed
+    {
+        let mut loan = tx.loan(300).unwrap();
+        loan.fill(0xab);
+    } // dropped, not committed
     assert_eq!(rx.try_recv_ref().unwrap_err().kind(), ErrorKind::WouldBlock);
     for round in 0..50u8 {
         let len = 100 + round as usize * 7;

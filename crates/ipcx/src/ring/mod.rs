@@ -191,7 +191,7 @@ const _: () = {
     assert!(size_of::<Layout>() == 640);
     assert!(align_of::<Layout>() == 128);
     assert!(std::mem::offset_of!(Layout, control) == 128);
-    assert!(DATA_OFFSET % 128 == 0);
+    assert!(DATA_OFFSET.is_multiple_of(128));
     assert!(size_of::<AtomicU64>() == 8 && align_of::<AtomicU64>() == 8);
 };
 
@@ -734,7 +734,8 @@ impl Shared {
                     std::hint::spin_loop();
                 }
                 rounds = rounds.wrapping_add(1);
-                check_now = rounds % 1024 == 0 || (self.wait == Wait::Adaptive && rounds >= SPINS);
+                check_now =
+                    rounds.is_multiple_of(1024) || (self.wait == Wait::Adaptive && rounds >= SPINS);
             } else {
                 let seq = sleeper.announce();
                 if let Some(v) = attempt().inspect_err(|_| sleeper.retire())? {

@@ -187,7 +187,7 @@ impl Producer {
         let head = c.head.0.load(Ordering::Acquire);
         // The head may only move forward, by whole records, and never past the tail.
         let moved = head.wrapping_sub(self.head);
-        if moved > self.tail - self.head || head % 8 != 0 {
+        if moved > self.tail - self.head || !head.is_multiple_of(8) {
             return Err(Fault::Head {
                 head,
                 tail: self.tail,
@@ -209,7 +209,7 @@ impl Producer {
         w: &impl Wake,
         rec: u64,
     ) -> Result<Option<u64>, Fault> {
-        debug_assert!(rec <= self.capacity && rec % 8 == 0);
+        debug_assert!(rec <= self.capacity && rec.is_multiple_of(8));
         loop {
             let pos = self.tail & (self.capacity - 1);
             let to_end = self.capacity - pos;
@@ -298,7 +298,7 @@ impl Consumer {
                 // Acquire: pairs with the sender's Release store in `Producer::publish`.
                 let tail = c.tail.0.load(Ordering::Acquire);
                 let ahead = tail.wrapping_sub(self.head);
-                if ahead > self.capacity || ahead % 8 != 0 {
+                if ahead > self.capacity || !ahead.is_multiple_of(8) {
                     return Err(Fault::Tail {
                         tail,
                         head: self.head,
