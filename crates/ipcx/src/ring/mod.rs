@@ -777,22 +777,25 @@ impl Shared {
     }
 
     fn deadline_error(&self, e: Error, op: &'static str, deadline: Deadline) -> Error {
-        let (what, then) = match op {
-            "send" | "loan" => (
-                "the ring is full: the receiver has not taken the earlier messages",
-                "wait with send or send_timeout",
-            ),
-            _ => ("no message is waiting", "wait with recv or recv_timeout"),
+        let sending = matches!(op, "send" | "loan");
+        let hint = match (deadline, sending) {
+            (Deadline::At(_, t), true) => {
+                format!("the ring stayed full for {t:?}: the receiver is not keeping up")
+            }
+            (Deadline::At(_, t), false) => format!("no message arrived within {t:?}"),
+            (_, true) => "the ring is full: the receiver has not taken the earlier messages; \
+                          wait with send or send_timeout"
+                .to_string(),
+            (_, false) => "no message is waiting; wait with recv or recv_timeout".to_string(),
         };
-        match deadline {
-            Deadline::At(_, t) => Error::new(op, ErrorKind::TimedOut)
-                .with_object(&self.label)
-                .with_hint(format!("{what} for {t:?}")),
-            Deadline::Now => Error::new(op, ErrorKind::WouldBlock)
-                .with_object(&self.label)
-                .with_hint(format!("{what}; {then}")),
-            Deadline::Never => e,
-        }
+        let kind = match deadline {
+            Deadline::At(..) => ErrorKind::TimedOut,
+            Deadline::Now => ErrorKind::WouldBlock,
+            Deadline::Never => return e,
+        };
+        Error::new(op, kind)
+            .with_object(&self.label)
+            .with_hint(hint)
     }
 }
 
