@@ -156,6 +156,8 @@ const SLICE: Duration = Duration::from_millis(50);
 /// Adaptive waiting: spins before yielding, then yields before sleeping.
 const SPINS: u32 = 256;
 const YIELDS: u32 = 64;
+/// Busy waiting: spins between looks at the clock (deadline, peer liveness) and a yield.
+const BUSY_CHECK: u32 = 1024;
 
 const STATE_NONE: u32 = 0;
 const STATE_OPEN: u32 = 1;
@@ -728,14 +730,16 @@ impl Shared {
                 Wait::Blocking => false,
             };
             if spin {
-                if self.wait == Wait::Adaptive && rounds >= SPINS {
+                rounds = rounds.wrapping_add(1);
+                let every = rounds.is_multiple_of(BUSY_CHECK);
+                // Busy waits also yield now and then: with both sides on one CPU the
+                // peer could otherwise not run until this side's time slice ends.
+                if every || (self.wait == Wait::Adaptive && rounds > SPINS) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
                 }
-                rounds = rounds.wrapping_add(1);
-                check_now =
-                    rounds.is_multiple_of(1024) || (self.wait == Wait::Adaptive && rounds >= SPINS);
+                check_now = every || (self.wait == Wait::Adaptive && rounds > SPINS);
             } else {
                 let seq = sleeper.announce();
                 if let Some(v) = attempt().inspect_err(|_| sleeper.retire())? {
