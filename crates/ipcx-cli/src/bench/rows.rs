@@ -353,8 +353,9 @@ pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
             REGISTRY.track(Object::Shm(a.clone()));
             REGISTRY.track(Object::Shm(b.clone()));
             // Room for two of the largest messages each way, so one can be copied in
-            // while the other is copied out.
-            let room = |max: usize| (2 * (max.max(1) + 8)).next_power_of_two();
+            // while the other is copied out, and at least 64 KiB, so that a sender
+            // reads the receiver's counter only every few hundred small messages.
+            let room = |max: usize| (2 * (max.max(1) + 16)).next_power_of_two().max(64 << 10);
             let a = format!("ring:{a}?capacity={}&wait={wait}", room(plan.largest()));
             let b = format!("ring:{b}?capacity={}&wait={wait}", room(plan.ping));
             channel_link(row, setup, &a, &b, false)

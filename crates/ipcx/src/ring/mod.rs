@@ -32,47 +32,51 @@
 //! ```text
 //! offset 0    Header (128 bytes): magic "IXRG" (published last), version, data offset,
 //!             flags (0), capacity (bytes, a power of two), sender state, receiver state
-//!        128  tail: bytes ever published by the sender (u64)       ┐ each on its own
-//!        256  head: bytes ever released by the receiver (u64)      │ 128-byte line pair,
-//!        384  rx sleeper: futex seq + "sleeping" flag (receiver)   │ so the two sides never
-//!        512  tx sleeper: futex seq + "sleeping" flag (sender)     ┘ write the same line
-//!        640  data area: `capacity` bytes of records
+//!        128  head: bytes ever released by the receiver (u64)      ┐ each on its own
+//!        256  rx sleeper: futex seq + "sleeping" flag (receiver)   │ 128-byte line pair,
+//!        384  tx sleeper: futex seq + "sleeping" flag (sender)     ┘ written by one side
+//!        512  data area: `capacity` bytes of records
 //! ```
 //!
-//! Every offset is fixed (`#[repr(C)]`, checked by static assertions), nothing in shared
-//! memory is a pointer, and the counters only grow: a record's place is `counter %
-//! capacity`. A record is an 8-byte header word `tag << 32 | len` and then `len` payload
-//! bytes, padded to 8. A message that would cross the end of the data area is preceded by
-//! a *pad* record that fills the rest of it, so every message is contiguous.
+//! Every offset is fixed (`#[repr(C)]`, checked by static assertions) and nothing in
+//! shared memory is a pointer. A record is an 8-byte header word `tag << 32 | len`, then
+//! `len` payload bytes, padded to 8; a header word of 0 means "nothing here yet". A
+//! message that would cross the end of the data area is preceded by a *pad* record that
+//! fills the rest of it, so every message is contiguous. There is no shared tail: each
+//! record's header word is its commit flag, so a waiting receiver watches the one cache
+//! line where the next message starts, and finds the message's first bytes on it.
 //!
 //! # The algorithm, step by step
 //!
-//! Sending a message of `len` bytes (a record of `rec = 8 + round_up(len, 8)` bytes):
+//! Sending a message of `len` bytes (a record of `rec = 8 + round_up(len, 8)` bytes; the
+//! sender keeps its own count of bytes published, `tail`):
 //!
-//! 1. If the record would cross the end of the data area, first reserve the bytes to the
-//!    end, write a pad header there and publish it (step 4); go on at offset 0.
-//! 2. Wait until `capacity - (tail - head) >= rec`. The sender keeps its own tail; it
-//!    reads the shared head (`Acquire`, pairing with the receiver's `Release` store in
-//!    step 8) only when the last head it saw does not leave room, and checks it: the head
-//!    may only move forward, by multiples of 8, never past the tail.
-//! 3. Write the payload and then the header word into the data area. ([`RingSender::loan`]
-//!    hands out the payload bytes to write in place; [`Loan::commit`] does the rest.)
-//! 4. Publish: store `tail += rec` with `Release`. Everything written before is visible to
-//!    a receiver that loads the new tail with `Acquire`. A sender that dies before this
-//!    store has published nothing of the record, however much of it it wrote: a
-//!    half-written message is never delivered.
+//! 1. If the record would cross the end of the data area, first send a pad to the end
+//!    (steps 2 and 4, with the pad as the record); go on at offset 0.
+//! 2. Wait until `capacity - (tail - head) >= rec + 8`: room for the record and for the
+//!    word after it. The sender reads the shared head (`Acquire`, pairing with the
+//!    receiver's `Release` store in step 8) only when the last head it saw does not leave
+//!    room, and checks it: the head may only move forward, by multiples of 8, never past
+//!    the tail.
+//! 3. Write the payload. ([`RingSender::loan`] lends the payload bytes to write in place;
+//!    [`Loan::commit`] does the rest.)
+//! 4. Publish: store 0 ("nothing yet") in the word after the record, where the next
+//!    record will start, so that a receiver never takes an older lap's header there for a
+//!    new one; then store the record's header word with `Release`. Everything written
+//!    before is visible to a receiver that loads that header with `Acquire`. A sender
+//!    that dies before this store has published nothing of the record, however much of it
+//!    it wrote: a half-written message is never delivered.
 //! 5. If the receiver announced that it sleeps (see *Waiting*), bump its futex word and
 //!    `FUTEX_WAKE` it; otherwise make no system call.
 //!
-//! Receiving:
+//! Receiving (the receiver keeps its own `head`; the shared one is only ever stored):
 //!
-//! 6. When the receiver's own head equals the last tail it saw, load the shared tail
-//!    (`Acquire`) once into a local and check it: at most `capacity` and a multiple of 8
-//!    ahead of the head, else [`ErrorKind::Corrupt`]. Equal means empty: wait.
-//! 7. Load the record header at `head % capacity` once into a local and check it: a pad
-//!    must reach exactly the end of the data area, a message's record must fit both before
-//!    the end and within the published bytes; anything else is `Corrupt`. Pads are
-//!    released at once (step 8) and skipped.
+//! 6. Load the header word at `head % capacity` (`Acquire`) once into a local. 0 means
+//!    empty: wait.
+//! 7. Check it: a message must fit before the end of the data area and leave the word
+//!    after it free; a pad must reach exactly the end and may not start at offset 0;
+//!    anything else is [`ErrorKind::Corrupt`]. A pad is released at once (step 8) and the
+//!    receiver looks again at offset 0 (once: a second pad is a fault, so no call loops).
 //! 8. Copy the payload out (or lend it: [`RingReceiver::recv_ref`]), then release: store
 //!    `head += rec` with `Release`, so the copy happens before the sender's next write
 //!    over those bytes, and wake the sender the same way as step 5 if it sleeps.
@@ -190,7 +194,7 @@ const DATA_OFFSET: usize = size_of::<Layout>();
 
 const _: () = {
     assert!(size_of::<Header>() == 32);
-    assert!(size_of::<Layout>() == 640);
+    assert!(size_of::<Layout>() == 512);
     assert!(align_of::<Layout>() == 128);
     assert!(std::mem::offset_of!(Layout, control) == 128);
     assert!(DATA_OFFSET.is_multiple_of(128));
@@ -272,8 +276,8 @@ impl RingOptions {
     }
 
     /// The size of the data area in bytes, rounded up to a power of two (at least
-    /// [`MIN_CAPACITY`], at most [`MAX_CAPACITY`]). The largest message is this minus 8
-    /// bytes (one record header). Only the creator uses it; an opener takes the ring's.
+    /// [`MIN_CAPACITY`], at most [`MAX_CAPACITY`]). The largest message is this minus 16
+    /// bytes (its record header, and the word kept free for the next one). Only the creator uses it; an opener takes the ring's.
     pub fn capacity(mut self, bytes: usize) -> RingOptions {
         self.capacity = bytes;
         self
@@ -652,23 +656,13 @@ impl Shared {
 
     fn corrupt(&self, op: &'static str, fault: Fault) -> Error {
         let hint = match fault {
-            Fault::Tail { tail, head } => format!(
-                "the sender's counter says {tail} bytes were published, but the receiver is at \
-                 {head} and the ring holds {} bytes: the counter was overwritten",
-                self.capacity
-            ),
             Fault::Head { head, tail } => format!(
                 "the receiver's counter says {head} bytes were released, but only {tail} were \
                  published (or it moved back): the counter was overwritten"
             ),
-            Fault::Record {
-                pos,
-                word,
-                available,
-            } => format!(
+            Fault::Record { pos, word } => format!(
                 "the record header at data offset {pos} reads {word:#018x}, which is not a \
-                 message or pad that fits the {available} published bytes before the end of the \
-                 {}-byte data area",
+                 message or pad that fits before the end of the {}-byte data area",
                 self.capacity
             ),
         };
@@ -890,11 +884,15 @@ impl Area {
 
 impl Data for Area {
     fn load_word(&self, pos: u64) -> u64 {
-        self.word(pos).load(Ordering::Relaxed)
+        self.word(pos).load(Ordering::Acquire)
     }
 
     fn store_word(&self, pos: u64, word: u64) {
         self.word(pos).store(word, Ordering::Relaxed);
+    }
+
+    fn publish_word(&self, pos: u64, word: u64) {
+        self.word(pos).store(word, Ordering::Release);
     }
 }
 
@@ -947,7 +945,8 @@ impl Ring {
         self.shared.capacity as usize
     }
 
-    /// The largest message the ring carries: the capacity minus one 8-byte record header.
+    /// The largest message the ring carries: the capacity minus 16 bytes (the record's
+    /// header, and the word kept free for the next one).
     pub fn max_message(&self) -> usize {
         max_message(self.shared.capacity)
     }
@@ -978,7 +977,7 @@ impl fmt::Debug for Ring {
 }
 
 fn max_message(capacity: u64) -> usize {
-    (capacity - protocol::RECORD_HEADER) as usize
+    protocol::max_payload(capacity) as usize
 }
 
 /// The sending side of a ring.
@@ -1061,7 +1060,7 @@ impl RingSender {
         //   the validated capacity), which the mapping held by `self.shared` keeps alive.
         // - `msg` is ordinary memory of this process, so the ranges do not overlap.
         // - By the protocol these bytes are reserved and unpublished: the receiver does
-        //   not read or write them until the tail store in `commit`. A receiver that
+        //   not read or write them until the header store in `commit`. A receiver that
         //   breaks the protocol and writes them concurrently races with this copy; the
         //   copy is then a data race on memory this process never reads back, and what
         //   it can cause is garbage bytes in the message the receiver itself receives.
@@ -1097,7 +1096,7 @@ impl RingSender {
                 .with_object(&self.shared.label)
                 .with_hint(format!(
                     "the message is {len} bytes; this ring carries at most {max} bytes (its \
-                     capacity of {} bytes minus an 8-byte record header); create it with a \
+                     capacity of {} bytes minus 16 bytes of record framing); create it with a \
                      larger capacity",
                     self.shared.capacity
                 )));
@@ -1296,7 +1295,6 @@ impl RingReceiver {
                 Fault::Record {
                     pos: found.offset,
                     word: found.len,
-                    available: 0,
                 },
             )
         })?;

@@ -90,13 +90,12 @@ impl Sleeper {
     }
 }
 
-/// The counters and sleepers both sides share, each on its own cache lines: the tail is
-/// written only by the sender, the head only by the receiver.
+/// The counter and sleepers both sides share, each on its own cache lines. There is no
+/// shared tail: a record's header word is its own commit flag (see [`Producer::commit`]),
+/// so a receiver polls the one line where the next message will start.
 #[repr(C)]
 pub(crate) struct Control {
-    /// Bytes ever published by the sender (records and pads): a monotonic `u64`.
-    pub(crate) tail: CachePadded<AtomicU64>,
-    /// Bytes ever released by the receiver.
+    /// Bytes ever released by the receiver: a monotonic `u64`, written only by it.
     pub(crate) head: CachePadded<AtomicU64>,
     /// The receiver sleeps here while the ring is empty; the sender wakes it.
     pub(crate) rx: CachePadded<Sleeper>,
@@ -105,11 +104,10 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    /// Counters at zero, nobody asleep.
+    /// Counter at zero, nobody asleep.
     #[allow(dead_code)] // used by the loom model
     pub(crate) fn new() -> Control {
         Control {
-            tail: CachePadded(AtomicU64::new(0)),
             head: CachePadded(AtomicU64::new(0)),
             rx: CachePadded(Sleeper::new()),
             tx: CachePadded(Sleeper::new()),
@@ -120,10 +118,13 @@ impl Control {
 /// The data area, as far as the protocol needs it: record headers are whole aligned
 /// words, loaded and stored atomically (so a header is read exactly once, into a local).
 pub(crate) trait Data {
-    /// The word at byte offset `pos` (a multiple of 8, below the capacity).
+    /// The word at byte offset `pos` (a multiple of 8, below the capacity), loaded with
+    /// `Acquire`.
     fn load_word(&self, pos: u64) -> u64;
-    /// Stores `word` at byte offset `pos` (a multiple of 8, below the capacity).
+    /// Stores `word` at byte offset `pos` with `Relaxed` ordering.
     fn store_word(&self, pos: u64, word: u64);
+    /// Stores `word` at byte offset `pos` with `Release` ordering: the commit.
+    fn publish_word(&self, pos: u64, word: u64);
 }
 
 /// Wakes a peer sleeping on a [`Sleeper`] whose [`Sleeper::must_wake`] said so.
@@ -135,13 +136,10 @@ pub(crate) trait Wake {
 /// What a peer did that the protocol cannot accept; the caller reports it as `Corrupt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// The tail moved backwards, by a non-multiple of 8, or more than the capacity ahead
-    /// of the head.
-    Tail { tail: u64, head: u64 },
-    /// The head moved backwards, past the tail, or by a non-multiple of 8.
+    /// The head moved backwards, past what was published, or by a non-multiple of 8.
     Head { head: u64, tail: u64 },
     /// A record's header is not a message or a pad, or its length does not fit.
-    Record { pos: u64, word: u64, available: u64 },
+    Record { pos: u64, word: u64 },
 }
 
 /// The bytes a record of `len` payload bytes occupies: header plus payload, rounded up to
@@ -150,15 +148,24 @@ pub(crate) fn record_len(len: u64) -> Option<u64> {
     len.checked_add(RECORD_HEADER + 7).map(|n| n & !7)
 }
 
+/// The largest payload a ring of `capacity` bytes carries: one record header, and the
+/// word after the record that must stay free for the next header's "not yet" mark.
+pub(crate) fn max_payload(capacity: u64) -> u64 {
+    capacity - 2 * RECORD_HEADER
+}
+
+/// The header word that says "no record here yet": what the data area starts as, and
+/// what the sender writes where the next record will start before it publishes one.
+pub(crate) const EMPTY: u64 = 0;
+
 fn word(tag: u32, len: u64) -> u64 {
     (u64::from(tag) << 32) | (len & 0xffff_ffff)
 }
 
-/// The sender's side of the protocol. Its own counter lives here, not in shared memory:
-/// the shared `tail` is only ever stored, never read back, so a peer that scribbles on it
-/// cannot confuse the sender.
+/// The sender's side of the protocol. Its own counter lives here; the shared head is
+/// read (and checked) only when the last value seen does not leave room.
 pub(crate) struct Producer {
-    /// Bytes published so far (this side's copy of `tail`).
+    /// Bytes published so far.
     tail: u64,
     /// The last head read and validated: room is known up to `head + capacity`.
     head: u64,
@@ -198,10 +205,13 @@ impl Producer {
     }
 
     /// Reserves room for a record of `rec` bytes (from [`record_len`], at most the
-    /// capacity): `Some(pos)` of its header in the data area, or `None` if the ring is
-    /// too full now. A record that would cross the end of the data area is preceded by a
-    /// pad record to the end, which is published at once (so the receiver can consume it
-    /// and the record can start at 0 once there is room there).
+    /// capacity minus 8): `Some(pos)` of its header in the data area, or `None` if the
+    /// ring is too full now. A record that would cross the end of the data area is
+    /// preceded by a pad record to the end, which is published at once (so the receiver
+    /// can consume it and the record can start at 0 once there is room there).
+    ///
+    /// Room always includes the 8 bytes after the record: the word where the next
+    /// header will go, which [`Producer::commit`] marks [`EMPTY`] before publishing.
     pub(crate) fn reserve(
         &mut self,
         c: &Control,
@@ -209,45 +219,49 @@ impl Producer {
         w: &impl Wake,
         rec: u64,
     ) -> Result<Option<u64>, Fault> {
-        debug_assert!(rec <= self.capacity && rec.is_multiple_of(8));
+        debug_assert!(rec + RECORD_HEADER <= self.capacity && rec.is_multiple_of(8));
         loop {
             let pos = self.tail & (self.capacity - 1);
             let to_end = self.capacity - pos;
             if rec <= to_end {
-                return Ok(self.room(c, rec)?.then_some(pos));
+                return Ok(self.room(c, rec + RECORD_HEADER)?.then_some(pos));
             }
-            if !self.room(c, to_end)? {
+            if !self.room(c, to_end + RECORD_HEADER)? {
                 return Ok(None);
             }
-            d.store_word(pos, word(TAG_PAD, to_end - RECORD_HEADER));
-            self.publish(c, w, to_end);
+            self.publish(c, d, w, pos, word(TAG_PAD, to_end - RECORD_HEADER), to_end);
         }
     }
 
     /// Publishes the record reserved at `pos` (from [`Producer::reserve`]) with `len`
     /// payload bytes, which the caller has written after its header.
     pub(crate) fn commit(&mut self, c: &Control, d: &impl Data, w: &impl Wake, pos: u64, len: u64) {
-        d.store_word(pos, word(TAG_MSG, len));
         let rec = record_len(len).unwrap_or(self.capacity);
-        self.publish(c, w, rec);
+        self.publish(c, d, w, pos, word(TAG_MSG, len), rec);
     }
 
-    fn publish(&mut self, c: &Control, w: &impl Wake, rec: u64) {
+    fn publish(
+        &mut self,
+        c: &Control,
+        d: &impl Data,
+        w: &impl Wake,
+        pos: u64,
+        header: u64,
+        rec: u64,
+    ) {
+        // Where the next record will start: it must read "empty" until that record is
+        // published, not whatever an older lap left there. Reserved room covers it.
+        let next = (pos + rec) & (self.capacity - 1);
+        d.store_word(next, EMPTY);
+        // Release: pairs with the receiver's Acquire load of this header in
+        // `Consumer::next`: the payload, and the empty mark after it, are visible to a
+        // receiver that sees the header. A sender that dies before this store has
+        // published nothing of the record, however much of it is written.
+        d.publish_word(pos, header);
         self.tail += rec;
-        // Release: pairs with the receiver's Acquire load of `tail` in
-        // `Consumer::next`: the header and payload written before this store are
-        // visible to a receiver that sees the new tail. A sender that dies before this
-        // store has published nothing of the record, however much of it is written.
-        c.tail.0.store(self.tail, Ordering::Release);
         if c.rx.0.must_wake() {
             w.wake(&c.rx.0);
         }
-    }
-
-    /// Whether the ring holds nothing the receiver has not released, as last seen.
-    #[allow(dead_code)] // used by the loom model
-    pub(crate) fn published(&self) -> u64 {
-        self.tail
     }
 }
 
@@ -263,69 +277,47 @@ pub(crate) struct Found {
 /// The receiver's side of the protocol, with its own copy of the head (the shared head
 /// is only ever stored).
 pub(crate) struct Consumer {
-    /// Bytes released so far (this side's copy of `head`).
+    /// Bytes released so far.
     head: u64,
-    /// The last tail read and validated: records are known up to it.
-    tail: u64,
     capacity: u64,
 }
 
 impl Consumer {
     /// A consumer for an empty ring of `capacity` bytes (a power of two, at least 16).
     pub(crate) fn new(capacity: u64) -> Consumer {
-        Consumer {
-            head: 0,
-            tail: 0,
-            capacity,
-        }
+        Consumer { head: 0, capacity }
     }
 
-    /// The next message, if one is published, consuming any pads before it. The message
+    /// The next message, if one is published, consuming a pad before it. The message
     /// stays in the ring until [`Consumer::release`].
     ///
-    /// Every value read from shared memory (the tail, the record header) is read once
-    /// into a local and checked before use: a header that is not a message or a pad, a
-    /// length that reaches past the published bytes or the end of the data area, or a
-    /// tail that is not a sane distance ahead, is a [`Fault`], never an access.
+    /// The header word at the head is loaded once (`Acquire`) into a local and checked
+    /// before use: [`EMPTY`] means nothing is published yet; a message must fit before
+    /// the end of the data area and leave the word after it; a pad must reach exactly the
+    /// end and cannot start at 0. Anything else is a [`Fault`], never an access outside
+    /// the data area, and no call loops more than once.
     pub(crate) fn next(
         &mut self,
         c: &Control,
         d: &impl Data,
         w: &impl Wake,
     ) -> Result<Option<Found>, Fault> {
-        loop {
-            if self.head == self.tail {
-                // Acquire: pairs with the sender's Release store in `Producer::publish`.
-                let tail = c.tail.0.load(Ordering::Acquire);
-                let ahead = tail.wrapping_sub(self.head);
-                if ahead > self.capacity || !ahead.is_multiple_of(8) {
-                    return Err(Fault::Tail {
-                        tail,
-                        head: self.head,
-                    });
-                }
-                self.tail = tail;
-                if ahead == 0 {
-                    return Ok(None);
-                }
-            }
-            let available = self.tail - self.head;
+        for _ in 0..2 {
             let pos = self.head & (self.capacity - 1);
             let to_end = self.capacity - pos;
             let header = d.load_word(pos);
+            if header == EMPTY {
+                return Ok(None);
+            }
             let (tag, len) = ((header >> 32) as u32, header & 0xffff_ffff);
-            let fault = Fault::Record {
-                pos,
-                word: header,
-                available,
-            };
+            let fault = Fault::Record { pos, word: header };
             match tag {
-                TAG_PAD if len + RECORD_HEADER == to_end && to_end <= available => {
+                TAG_PAD if len + RECORD_HEADER == to_end && pos != 0 => {
                     self.release(c, w, to_end);
                 }
                 TAG_MSG => {
                     let rec = record_len(len).ok_or(fault)?;
-                    if rec > to_end || rec > available {
+                    if rec > to_end || rec + RECORD_HEADER > self.capacity {
                         return Err(fault);
                     }
                     return Ok(Some(Found {
@@ -337,6 +329,8 @@ impl Consumer {
                 _ => return Err(fault),
             }
         }
+        // Two pads in a row: the second started at 0, which the first arm refuses.
+        unreachable_pad(self.head)
     }
 
     /// Releases `rec` bytes (a record [`Consumer::next`] returned) back to the sender.
@@ -349,11 +343,10 @@ impl Consumer {
             w.wake(&c.tx.0);
         }
     }
+}
 
-    /// Whether a message (or pad) is published and not yet consumed, as far as this
-    /// side has seen without reading shared memory.
-    #[allow(dead_code)] // used by the loom model
-    pub(crate) fn has_cached(&self) -> bool {
-        self.head != self.tail
-    }
+/// After a pad the head is at offset 0, where a pad is a fault: a second pad in one call
+/// is reported, never looped on.
+fn unreachable_pad(head: u64) -> Result<Option<Found>, Fault> {
+    Err(Fault::Record { pos: head, word: 0 })
 }
