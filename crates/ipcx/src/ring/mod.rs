@@ -1,7 +1,7 @@
 //! The shared-memory ring: a lock-free channel of variable-sized messages between two
 //! processes, with no system call per message while both sides are busy.
 //!
-//! One shared-memory object holds a header, two counters and a data area. The sender
+//! One shared-memory object holds a header, a counter and a data area. The sender
 //! appends length-prefixed records, the receiver consumes them in order; a full ring is
 //! backpressure. The object is anonymous (a sealed memfd, handed to the peer over a Unix
 //! socket or inherited: [`RingOptions::anonymous`] and [`RingOptions::from_fd`]) or named
