@@ -11,7 +11,7 @@
 //! mq:/jobs                       a POSIX message queue
 //! sysv-mq:0x4a4f4253             a System V message queue, by key (decimal or 0x hex)
 //! shm:/jobs                      POSIX shared memory slots guarded by semaphores
-//! ring:/jobs                     the shared-memory ring (not yet available)
+//! ring:/jobs                     the shared-memory ring
 //! mailbox:jobs                   a mailbox (not yet available)
 //! ```
 //!
@@ -22,9 +22,10 @@
 //!
 //! | option | transports | meaning | default |
 //! |---|---|---|---|
-//! | `mode` | fifo, unix, unix-dgram, unix-seqpacket, mq, sysv-mq, shm | permission bits of the object the receiver creates (octal) | `0600` |
+//! | `mode` | fifo, unix, unix-dgram, unix-seqpacket, mq, sysv-mq, shm, ring | permission bits of the object the receiver creates (octal) | `0600` |
 //! | `max` | pipe, fifo, unix, tcp, unix-dgram, unix-seqpacket, shm | the largest message, in bytes (`K`, `M`, `G` suffixes: 1024-based) | 16 MiB on byte streams, 64 KiB otherwise |
-//! | `capacity` | mq, shm | how many messages the queue or slot array holds | mq: the system's `msg_default`; shm: 4 |
+//! | `capacity` | mq, shm, ring | how many messages the queue or slot array holds; a ring's data area in bytes (rounded up to a power of two) | mq: the system's `msg_default`; shm: 4; ring: 1 MiB |
+//! | `wait` | ring | how each side waits: `busy`, `adaptive` or `blocking` ([`crate::ring::Wait`]) | `adaptive` |
 //! | `msgsize` | mq | `mq_msgsize`: the largest message | the system's `msgsize_default` |
 //! | `prio` | mq | the priority the sender sends with, 0 to 32767 | 0 |
 //! | `type` | sysv-mq | the sender's message type, and the type the receiver takes (positive) | sender 1, receiver any |
@@ -94,8 +95,7 @@ pub enum Transport {
     SysvMq,
     /// `shm:/NAME`: POSIX shared memory slots guarded by semaphores.
     Shm,
-    /// `ring:/NAME`: the shared-memory ring channel (parsed; opening it is not supported
-    /// yet).
+    /// `ring:/NAME`: the shared-memory ring channel ([`crate::ring`]).
     Ring,
     /// `mailbox:NAME`: a mailbox (parsed; opening it is not supported yet).
     Mailbox,
@@ -144,7 +144,8 @@ impl Transport {
                 &["mode", "max"]
             }
             Transport::Tcp => &["max", "nodelay"],
-            Transport::Udp | Transport::Ring | Transport::Mailbox => &[],
+            Transport::Udp | Transport::Mailbox => &[],
+            Transport::Ring => &["mode", "capacity", "wait"],
             Transport::Mq => &["mode", "capacity", "msgsize", "prio"],
             Transport::SysvMq => &["mode", "type"],
             Transport::Shm => &["mode", "capacity", "max"],
@@ -223,6 +224,8 @@ pub struct Options {
     pub mtype: Option<i64>,
     /// `nodelay`: `TCP_NODELAY`.
     pub nodelay: Option<bool>,
+    /// `wait`: how a ring's side waits.
+    pub wait: Option<crate::ring::Wait>,
 }
 
 impl Options {
@@ -235,6 +238,7 @@ impl Options {
             "prio" => self.prio.map(|v| v.to_string()),
             "type" => self.mtype.map(|v| v.to_string()),
             "nodelay" => self.nodelay.map(|v| v.to_string()),
+            "wait" => self.wait.map(|v| v.to_string()),
             _ => None,
         }
     }
@@ -596,6 +600,10 @@ impl Options {
                 "true" => self.nodelay = Some(true),
                 "false" => self.nodelay = Some(false),
                 _ => return Err(bad("expected true or false")),
+            },
+            "wait" => match value.parse() {
+                Ok(w) => self.wait = Some(w),
+                Err(_) => return Err(bad("expected busy, adaptive or blocking")),
             },
             _ => unreachable!("every allowed option is handled above"),
         }

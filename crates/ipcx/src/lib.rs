@@ -70,6 +70,7 @@ mod owner;
 pub mod pipe;
 pub mod poll;
 pub mod process;
+pub mod ring;
 pub mod sem;
 pub mod shm;
 pub mod signal;

@@ -31,6 +31,12 @@ pub const SETUP_WAIT: Duration = Duration::from_secs(10);
 /// A row of the bench: a mechanism measured between two processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RowId {
+    /// The ring channel, busy-polling both ways.
+    RingBusy,
+    /// The ring channel, adaptive waiting (spin, yield, then futex).
+    Ring,
+    /// The ring channel, futex waits at once.
+    RingBlocking,
     ShmAtomic,
     ShmSem,
     Pipe,
@@ -64,7 +70,10 @@ pub enum Wait {
 
 impl RowId {
     /// The rows `--only` can name, in the order they run.
-    pub const SELECTABLE: [RowId; 15] = [
+    pub const SELECTABLE: [RowId; 18] = [
+        RowId::RingBusy,
+        RowId::Ring,
+        RowId::RingBlocking,
         RowId::ShmAtomic,
         RowId::ShmSem,
         RowId::Pipe,
@@ -85,6 +94,9 @@ impl RowId {
     /// The row's name, as `--only` takes it.
     pub fn name(self) -> &'static str {
         match self {
+            RowId::RingBusy => "ring-busy",
+            RowId::Ring => "ring",
+            RowId::RingBlocking => "ring-blocking",
             RowId::ShmAtomic => "shm-atomic",
             RowId::ShmSem => "shm-sem",
             RowId::Pipe => "pipe",
@@ -108,6 +120,9 @@ impl RowId {
     /// What the row measures, in a few words.
     pub fn what(self) -> &'static str {
         match self {
+            RowId::RingBusy => "the ring channel, busy polling (`ring:` with wait=busy)",
+            RowId::Ring => "the ring channel, adaptive: spin, yield, then futex (`ring:`)",
+            RowId::RingBlocking => "the ring channel, futex waits (`ring:` with wait=blocking)",
             RowId::ShmAtomic => "shared memory, atomics, busy polling (memfd slot rings)",
             RowId::ShmSem => "shared memory + semaphores (`shm:` channel)",
             RowId::Pipe => "anonymous pipes, framed (`pipe:` channel)",
@@ -133,7 +148,7 @@ impl RowId {
     /// How the row waits, which decides the floor it is compared with.
     pub fn wait(self) -> Wait {
         match self {
-            RowId::ShmAtomic | RowId::Cacheline => Wait::Busy,
+            RowId::ShmAtomic | RowId::Cacheline | RowId::RingBusy | RowId::Ring => Wait::Busy,
             _ => Wait::Blocking,
         }
     }
@@ -327,6 +342,24 @@ fn memfd(row: RowId, size: usize) -> Fallible<(ipcx::shm::Region, Stdio)> {
 pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
     let plan = setup.plan;
     match row {
+        RowId::RingBusy | RowId::Ring | RowId::RingBlocking => {
+            let wait = match row {
+                RowId::RingBusy => "busy",
+                RowId::Ring => "adaptive",
+                _ => "blocking",
+            };
+            let a = Setup::posix_name(row, "a");
+            let b = Setup::posix_name(row, "b");
+            REGISTRY.track(Object::Shm(a.clone()));
+            REGISTRY.track(Object::Shm(b.clone()));
+            // Room for two of the largest messages each way, so one can be copied in
+            // while the other is copied out, and at least 64 KiB, so that a sender
+            // reads the receiver's counter only every few hundred small messages.
+            let room = |max: usize| (2 * (max.max(1) + 16)).next_power_of_two().max(64 << 10);
+            let a = format!("ring:{a}?capacity={}&wait={wait}", room(plan.largest()));
+            let b = format!("ring:{b}?capacity={}&wait={wait}", room(plan.ping));
+            channel_link(row, setup, &a, &b, false)
+        }
         RowId::ShmSem => {
             let a = Setup::posix_name(row, "a");
             let b = Setup::posix_name(row, "b");

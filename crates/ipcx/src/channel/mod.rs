@@ -73,7 +73,8 @@
 //! | `mq:/NAME` | the queue (`mq_open`, `mq_unlink`) | kernel's | `msgsize` (`mq_msgsize`) | **cannot tell** | when a send finds the queue full and unlinked |
 //! | `sysv-mq:KEY` | the queue (`msgget`, `IPC_RMID`) | kernel's | `/proc/sys/kernel/msgmax` (and the queue's `msg_qbytes`) | **cannot tell** | the queue is removed (`EIDRM`) |
 //! | `shm:/NAME` | the object (`shm_open`, `shm_unlink`) | slots | `max`, 64 KiB | within about 50 ms, clean exit or crash (a state word and a lock byte) | the same |
-//! | `ring:`, `mailbox:` | — | — | — | — | — (not yet available: [`ErrorKind::Unsupported`]) |
+//! | `ring:/NAME` | the object (`shm_open`, `shm_unlink`) | records | `capacity` − 8, 1 MiB − 8 by default | within about 50–100 ms, clean exit or crash (a state word and a lock byte) | at once after a clean close; after a crash, when the ring is full |
+//! | `mailbox:` | — | — | — | — | — (not yet available: [`ErrorKind::Unsupported`]) |
 //!
 //! Where the receiver cannot tell, its waits run until their timeout; use a timeout, or
 //! an end-of-data message of your own protocol. A byte stream's sender whose
@@ -287,7 +288,7 @@ pub(crate) use forms;
 /// The transport's errors for creating its object, naming the address:
 /// [`ErrorKind::AlreadyExists`] if another receiver has the name, path or port;
 /// [`ErrorKind::LimitReached`] with the limit named; [`ErrorKind::Unsupported`] for
-/// `ring:` and `mailbox:`, which arrive in later releases.
+/// `mailbox:`, which arrives in a later release.
 pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
     let rx: Box<dyn Receiver + Send> = match addr.transport() {
         Transport::Pipe | Transport::Fifo | Transport::Unix | Transport::Tcp => {
@@ -298,7 +299,8 @@ pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
         Transport::Mq => Box::new(MqReceiver::open(addr)?),
         Transport::SysvMq => Box::new(SysvMqReceiver::open(addr)?),
         Transport::Shm => Box::new(ShmReceiver::open(addr)?),
-        Transport::Ring | Transport::Mailbox => return Err(not_yet(addr, "receiver")),
+        Transport::Ring => Box::new(ring_receiver(addr)?),
+        Transport::Mailbox => return Err(not_yet(addr, "receiver")),
     };
     Ok(rx)
 }
@@ -308,7 +310,7 @@ pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
 ///
 /// # Errors
 /// The transport's errors for opening or connecting, naming the address;
-/// [`ErrorKind::Unsupported`] for `ring:` and `mailbox:`.
+/// [`ErrorKind::Unsupported`] for `mailbox:`.
 pub fn sender(addr: &Address) -> Result<Box<dyn Sender + Send>> {
     open_sender(addr, Deadline::Never)
 }
@@ -341,16 +343,53 @@ fn open_sender(addr: &Address, deadline: Deadline) -> Result<Box<dyn Sender + Se
         Transport::Mq => Box::new(MqSender::open(addr, deadline)?),
         Transport::SysvMq => Box::new(SysvMqSender::open(addr, deadline)?),
         Transport::Shm => Box::new(ShmSender::open(addr, deadline)?),
-        Transport::Ring | Transport::Mailbox => return Err(not_yet(addr, "sender")),
+        Transport::Ring => Box::new(ring_sender(addr, deadline)?),
+        Transport::Mailbox => return Err(not_yet(addr, "sender")),
     })
 }
 
+/// `ring:/NAME`'s receiver: creates the named ring (exclusively, with the address's
+/// `mode`, `capacity` and `wait`) and owns it.
+fn ring_receiver(addr: &Address) -> Result<crate::ring::RingReceiver> {
+    let name = addr
+        .name()
+        .unwrap_or_else(|| unreachable!("ring addresses have a name"));
+    ring_options(addr)
+        .create_named(name.as_str())
+        .and_then(crate::ring::Ring::receiver)
+        .map_err(|e| e.with_object(addr))
+}
+
+/// `ring:/NAME`'s sender: waits for the receiver to create the ring, then becomes its
+/// one sender.
+fn ring_sender(addr: &Address, deadline: Deadline) -> Result<crate::ring::RingSender> {
+    let name = addr
+        .name()
+        .unwrap_or_else(|| unreachable!("ring addresses have a name"));
+    let ring = until_receiver(addr, deadline, |deadline| {
+        let wait = match deadline {
+            Deadline::Now => Duration::ZERO,
+            Deadline::Never => crate::shm::posix::DEFAULT_INIT_WAIT,
+            Deadline::At(at, _) => at.saturating_duration_since(std::time::Instant::now()),
+        };
+        ring_options(addr).open_wait(wait).open_named(name.as_str())
+    })?;
+    ring.sender().map_err(|e| e.with_object(addr))
+}
+
+fn ring_options(addr: &Address) -> crate::ring::RingOptions {
+    let o = addr.options();
+    let mut opts = crate::ring::RingOptions::new()
+        .mode(o.mode.unwrap_or(0o600))
+        .wait(o.wait.unwrap_or_default());
+    if let Some(capacity) = o.capacity {
+        opts = opts.capacity(capacity);
+    }
+    opts
+}
+
 fn not_yet(addr: &Address, side: &str) -> Error {
-    let issue = if addr.transport() == Transport::Ring {
-        "the shared-memory ring channel arrives with issue 6"
-    } else {
-        "mailboxes arrive with issue 7"
-    };
+    let issue = "mailboxes arrive with issue 7";
     Error::new("open channel", ErrorKind::Unsupported)
         .with_object(addr)
         .with_hint(format!(

@@ -1,0 +1,759 @@
+//! The shared-memory ring across real processes: order and integrity, backpressure,
+//! peers killed mid-message or holding loans, hostile writers, and cleanup.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use ipcx::ErrorKind;
+use ipcx::addr::Address;
+use ipcx::channel;
+use ipcx::ring::{RingOptions, RingReceiver, RingSender, Wait};
+use ipcx::shm::Region;
+use ipcx::shm::posix::{Shm, ShmOptions};
+
+use common::{arg, child, finish, read_line, role, say, unique_name};
+
+/// The layout's offsets, as the module documents them: what a hostile writer pokes.
+const MAGIC: usize = 0;
+const VERSION: usize = 4;
+const DATA_OFFSET_FIELD: usize = 8;
+const FLAGS: usize = 12;
+const CAPACITY: usize = 16;
+const RECEIVER_STATE: usize = 28;
+const HEAD: usize = 128;
+const DATA: usize = 512;
+
+/// Unlinks a POSIX shm name when dropped, so a failing test still leaves nothing behind.
+struct UnlinkOnDrop(String);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = Shm::unlink(&self.0);
+    }
+}
+
+/// Kills and reaps a child if the test fails before it does.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads the child's stdout until it reports `want` (with [`say`]); fails if it never
+/// does.
+fn wait_for_line(child: &mut Child, want: &str) {
+    let want = format!("@@{want}");
+    let mut empty = 0;
+    loop {
+        let line = read_line(child);
+        if line == want {
+            return;
+        }
+        empty = if line.is_empty() { empty + 1 } else { 0 };
+        assert!(empty < 100, "the child ended without reporting {want:?}");
+    }
+}
+
+/// A deterministic pseudo-random number for message `seq` (splitmix64).
+fn mix(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Message `seq` of a stream for a ring whose largest message is `max`: every size from
+/// 0 to `max` occurs (0 and `max` often), and the bytes depend on `seq` and position,
+/// so a torn, reordered or repeated message cannot pass [`check`].
+fn message(seq: u64, max: usize) -> Vec<u8> {
+    let r = mix(seq);
+    let len = match r % 8 {
+        0 => 0,
+        1 => max,
+        2 => (r >> 8) as usize % 16,
+        _ => (r >> 8) as usize % (max + 1),
+    };
+    (0..len)
+        .map(|i| (mix(seq ^ ((i as u64) << 32)) & 0xff) as u8)
+        .collect()
+}
+
+fn check(seq: u64, max: usize, got: &[u8]) {
+    let want = message(seq, max);
+    assert_eq!(got.len(), want.len(), "message {seq}: wrong length");
+    assert!(got == want.as_slice(), "message {seq}: wrong bytes");
+}
+
+fn all_waits() -> [Wait; 3] {
+    [Wait::Busy, Wait::Adaptive, Wait::Blocking]
+}
+
+// ---------------------------------------------------------------------------------------
+// sizes, backpressure, timeouts (in one process: both ends have their own descriptions)
+
+#[test]
+fn sizes_zero_and_exactly_the_maximum_pass_and_one_more_is_too_large() {
+    // Reliability 13.
+    let (mut tx, mut rx) = RingOptions::new().capacity(4096).pair().unwrap();
+    assert_eq!(tx.capacity(), 4096);
+    let max = tx.max_message();
+    assert_eq!(max, 4096 - 16);
+    assert_eq!(rx.max_message(), max);
+    let big = vec![7u8; max];
+    let mut buf = vec![0u8; max];
+    tx.send(&big).unwrap();
+    // The ring holds the full one: no room for even an empty one until it is taken.
+    assert_eq!(tx.try_send(b"").unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(rx.recv(&mut buf).unwrap(), max);
+    assert_eq!(buf, big);
+    tx.send(b"").unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 0);
+    tx.send(b"12345678").unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 8);
+    // A full-size message now needs a pad to the end of the data area, which the
+    // receiver skips while the sender waits for the room behind it.
+    let tx = std::thread::scope(|s| {
+        let big = &big;
+        let sending = s.spawn(move || {
+            tx.send(big).unwrap();
+            tx
+        });
+        buf.fill(0);
+        assert_eq!(rx.recv(&mut buf).unwrap(), max);
+        assert_eq!(&buf, big);
+        sending.join().unwrap()
+    });
+    let mut tx = tx;
+
+    let err = tx.send(&vec![0u8; max + 1]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    let text = err.to_string();
+    assert!(
+        text.contains("send") && text.contains(&max.to_string()),
+        "{text}"
+    );
+    let err = tx.loan(max + 1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+
+    // A buffer too small: MessageTooLarge naming both sizes; the message stays pending.
+    tx.send(b"hello").unwrap();
+    let err = rx.recv(&mut [0u8; 3]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    assert!(err.to_string().contains("5 bytes"), "{err}");
+    assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+}
+
+#[test]
+fn full_ring_is_backpressure_and_empty_ring_would_block_in_every_wait_mode() {
+    // Reliability 20 (bounded memory) and 17 (typed EAGAIN / timeouts).
+    for wait in all_waits() {
+        let (mut tx, mut rx) = RingOptions::new().capacity(256).wait(wait).pair().unwrap();
+        let mut buf = [0u8; 256];
+        let err = rx.try_recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{wait}");
+        assert!(err.to_string().contains("recv"), "{err}");
+        let err = rx
+            .recv_timeout(&mut buf, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{wait}");
+        assert_eq!(rx.try_recv_ref().unwrap_err().kind(), ErrorKind::WouldBlock);
+
+        let mut sent = 0u64;
+        loop {
+            match tx.try_send(&sent.to_le_bytes()) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{wait}: {e}");
+                    assert!(e.to_string().contains("full"), "{e}");
+                    break;
+                }
+            }
+        }
+        // 16-byte records, and the word after the last kept free: 15 fit in 256 bytes.
+        assert_eq!(sent, 15, "{wait}");
+        let err = tx
+            .send_timeout(b"x", Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{wait}");
+        assert_eq!(tx.try_loan(1).unwrap_err().kind(), ErrorKind::WouldBlock);
+        for i in 0..sent {
+            let n = rx.try_recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &i.to_le_bytes());
+        }
+        assert_eq!(
+            rx.try_recv(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+    }
+}
+
+#[test]
+fn loans_and_views_move_messages_without_copies_and_uncommitted_loans_publish_nothing() {
+    let (mut tx, mut rx) = RingOptions::new().capacity(1024).pair().unwrap();
+    {
+        let mut loan = tx.loan(300).unwrap();
+        loan.fill(0xab);
+    } // dropped, not committed
+    assert_eq!(rx.try_recv_ref().unwrap_err().kind(), ErrorKind::WouldBlock);
+    for round in 0..50u8 {
+        let len = 100 + round as usize * 7;
+        let mut loan = tx.loan(len).unwrap();
+        loan.fill(round);
+        loan.commit();
+        let view = rx.recv_ref().unwrap();
+        assert_eq!(view.len(), len);
+        assert!(view.iter().all(|&b| b == round));
+    }
+}
+
+#[test]
+fn a_thread_blocked_on_an_empty_or_full_ring_is_woken_in_every_wait_mode() {
+    for wait in all_waits() {
+        let (mut tx, mut rx) = RingOptions::new().capacity(128).wait(wait).pair().unwrap();
+        let n = 20_000u64;
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 112];
+            for seq in 0..n {
+                let got = rx.recv(&mut buf).unwrap();
+                check(seq, 112, &buf[..got]);
+            }
+            rx
+        });
+        for seq in 0..n {
+            tx.send(&message(seq, 112)).unwrap();
+        }
+        let mut rx = reader.join().unwrap();
+        drop(tx);
+        assert_eq!(
+            rx.recv(&mut [0u8; 8]).unwrap_err().kind(),
+            ErrorKind::PeerGone
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// across processes
+
+#[test]
+fn random_sizes_arrive_whole_and_in_order_across_processes_in_every_wait_mode() {
+    const TEST: &str = "random_sizes_arrive_whole_and_in_order_across_processes_in_every_wait_mode";
+    if role().as_deref() == Some("sender") {
+        let wait: Wait = arg("WAIT").parse().unwrap();
+        let mut tx = RingOptions::new()
+            .wait(wait)
+            .open_named(&arg("NAME"))
+            .unwrap()
+            .sender()
+            .unwrap();
+        let max = tx.max_message();
+        let count: u64 = arg("COUNT").parse().unwrap();
+        for seq in 0..count {
+            let msg = message(seq, max);
+            if seq % 3 == 0 {
+                let mut loan = tx.loan(msg.len()).unwrap();
+                loan.copy_from_slice(&msg);
+                loan.commit();
+            } else {
+                tx.send(&msg).unwrap();
+            }
+        }
+        say("done");
+        return;
+    }
+    for wait in all_waits() {
+        let name = unique_name("shm");
+        let mut rx = RingOptions::new()
+            .capacity(4096)
+            .wait(wait)
+            .create_named(&name)
+            .unwrap()
+            .receiver()
+            .unwrap();
+        let count = 3000u64;
+        let mut cmd = child(
+            TEST,
+            "sender",
+            &[
+                ("NAME", &name),
+                ("WAIT", &wait.to_string()),
+                ("COUNT", &count.to_string()),
+            ],
+        );
+        let proc = cmd.spawn().unwrap();
+        let max = rx.max_message();
+        let mut buf = vec![0u8; max];
+        for seq in 0..count {
+            if seq % 2 == 0 {
+                let n = rx.recv(&mut buf).unwrap();
+                check(seq, max, &buf[..n]);
+            } else {
+                let view = rx.recv_ref().unwrap();
+                check(seq, max, &view);
+            }
+        }
+        let out = finish(proc);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = rx.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PeerGone, "{wait}: {err}");
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+}
+
+#[test]
+fn an_anonymous_ring_is_inherited_by_a_child() {
+    if role().as_deref() == Some("child") {
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
+        let mut rx = RingOptions::new().from_fd(fd).unwrap().receiver().unwrap();
+        let mut buf = vec![0u8; rx.max_message()];
+        let mut total = 0;
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => total += n,
+                Err(e) if e.kind() == ErrorKind::PeerGone => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        say(format!("received {total} bytes"));
+        return;
+    }
+    let ring = RingOptions::new().capacity(64 << 10).anonymous().unwrap();
+    let mut cmd = child("an_anonymous_ring_is_inherited_by_a_child", "child", &[]);
+    cmd.stdin(Stdio::from(ring.as_fd().try_clone_to_owned().unwrap()));
+    let proc = cmd.spawn().unwrap();
+    let mut tx = ring.sender().unwrap();
+    for _ in 0..100 {
+        tx.send(&[1u8; 10_000]).unwrap();
+    }
+    drop(tx);
+    let out = finish(proc);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::reports(&out), "received 1000000 bytes");
+}
+
+#[test]
+fn sender_killed_at_random_points_leaves_only_whole_messages_then_peer_gone() {
+    // Reliability 1: SIGKILL between reserving and publishing, at random instants.
+    const TEST: &str = "sender_killed_at_random_points_leaves_only_whole_messages_then_peer_gone";
+    if role().as_deref() == Some("sender") {
+        let mut tx = RingOptions::new()
+            .open_named(&arg("NAME"))
+            .unwrap()
+            .sender()
+            .unwrap();
+        let max = tx.max_message();
+        say("sending");
+        for seq in 0.. {
+            let msg = message(seq, max);
+            if seq % 2 == 0 {
+                tx.send(&msg).unwrap();
+            } else {
+                // Write the loan byte by byte, so a kill lands mid-message often.
+                let mut loan = tx.loan(msg.len()).unwrap();
+                for (d, s) in loan.iter_mut().zip(&msg) {
+                    *d = *s;
+                }
+                loan.commit();
+            }
+        }
+        unreachable!();
+    }
+    let mut seed = mix(std::process::id() as u64);
+    for round in 0..12 {
+        let name = unique_name("shm");
+        let wait = all_waits()[round % 3];
+        let mut rx = RingOptions::new()
+            .capacity(8192)
+            .wait(wait)
+            .create_named(&name)
+            .unwrap()
+            .receiver()
+            .unwrap();
+        let mut proc = child(TEST, "sender", &[("NAME", &name)]).spawn().unwrap();
+        wait_for_line(&mut proc, "sending");
+        // Kill it at a random instant while this thread keeps receiving.
+        seed = mix(seed);
+        let delay = Duration::from_micros(seed % 20_000);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = proc.kill();
+            let _ = proc.wait();
+        });
+        let max = rx.max_message();
+        let mut buf = vec![0u8; max];
+        let mut seq = 0;
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    check(seq, max, &buf[..n]);
+                    seq += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::PeerGone, "{wait}: {e}");
+                    assert!(e.to_string().contains("died"), "{e}");
+                    break;
+                }
+            }
+        }
+        killer.join().unwrap();
+    }
+}
+
+#[test]
+fn a_half_written_loan_of_a_killed_sender_is_never_delivered() {
+    // Reliability 1, deterministically: killed while holding an uncommitted loan.
+    const TEST: &str = "a_half_written_loan_of_a_killed_sender_is_never_delivered";
+    if role().as_deref() == Some("sender") {
+        let mut tx = RingOptions::new()
+            .open_named(&arg("NAME"))
+            .unwrap()
+            .sender()
+            .unwrap();
+        tx.send(b"whole").unwrap();
+        let mut loan = tx.loan(1000).unwrap();
+        loan[..500].fill(b'h');
+        say("loaned");
+        std::thread::sleep(Duration::from_secs(60));
+        unreachable!();
+    }
+    let name = unique_name("shm");
+    let mut rx = RingOptions::new()
+        .capacity(4096)
+        .wait(Wait::Blocking)
+        .create_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let mut proc = KillOnDrop(Some(
+        child(TEST, "sender", &[("NAME", &name)]).spawn().unwrap(),
+    ));
+    wait_for_line(proc.0.as_mut().unwrap(), "loaned");
+    proc.kill();
+    let mut buf = [0u8; 4096];
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"whole");
+    let err = rx.recv(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+    // And it stays gone.
+    assert_eq!(
+        rx.try_recv(&mut buf).unwrap_err().kind(),
+        ErrorKind::PeerGone
+    );
+}
+
+#[test]
+fn receiver_killed_holding_a_view_makes_the_blocked_sender_see_peer_gone() {
+    // Reliability 2: the reader dies holding loaned (viewed) messages.
+    const TEST: &str = "receiver_killed_holding_a_view_makes_the_blocked_sender_see_peer_gone";
+    if role().as_deref() == Some("receiver") {
+        let mut rx = RingOptions::new()
+            .open_named(&arg("NAME"))
+            .unwrap()
+            .receiver()
+            .unwrap();
+        let view = rx.recv_ref().unwrap();
+        say(format!("holding {}", view.len()));
+        std::thread::sleep(Duration::from_secs(60));
+        unreachable!();
+    }
+    for wait in all_waits() {
+        let name = unique_name("shm");
+        let mut tx = RingOptions::new()
+            .capacity(1024)
+            .wait(wait)
+            .create_named(&name)
+            .unwrap()
+            .sender()
+            .unwrap();
+        let mut proc = KillOnDrop(Some(
+            child(TEST, "receiver", &[("NAME", &name)]).spawn().unwrap(),
+        ));
+        tx.send(&[5u8; 100]).unwrap();
+        wait_for_line(proc.0.as_mut().unwrap(), "holding 100");
+        while tx.try_send(&[6u8; 100]).is_ok() {}
+        proc.kill();
+        let err = tx.send(&[7u8; 100]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PeerGone, "{wait}: {err}");
+        assert!(err.to_string().contains("died"), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hostile writers (reliability 8, 9, 10)
+
+/// A second, independent mapping of a named ring's object: what a hostile peer writes.
+fn hostile(name: &str) -> (Shm, Region) {
+    let shm = ShmOptions::new().open(name).unwrap();
+    let region = shm.map().unwrap();
+    (shm, region)
+}
+
+#[test]
+fn a_corrupted_header_field_is_refused_at_open_as_corrupt() {
+    let name = unique_name("shm");
+    let ring = RingOptions::new()
+        .capacity(4096)
+        .create_named(&name)
+        .unwrap();
+    let (_shm, region) = hostile(&name);
+    let cases: [(usize, u64, usize, &str); 7] = [
+        (MAGIC, 0x1234_5678, 4, "magic"),
+        (VERSION, 99, 4, "version 99"),
+        (DATA_OFFSET_FIELD, 64, 4, "offset 64"),
+        (FLAGS, 1, 4, "flags"),
+        (CAPACITY, 3000, 8, "3000 bytes"),
+        (CAPACITY, 1 << 40, 8, "fits"),
+        (CAPACITY, 8, 8, "8 bytes"),
+    ];
+    for (offset, value, size, expect) in cases {
+        let mut saved = [0u8; 8];
+        region.read(offset, &mut saved[..size]).unwrap();
+        region.write(offset, &value.to_le_bytes()[..size]).unwrap();
+        let err = RingOptions::new().open_named(&name).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{expect}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("open ring") && text.contains(&name), "{text}");
+        assert!(text.contains(expect), "{expect}: {text}");
+        region.write(offset, &saved[..size]).unwrap();
+    }
+    // Restored: it opens again.
+    RingOptions::new().open_named(&name).unwrap();
+    drop(ring);
+}
+
+#[test]
+fn other_shared_memory_and_uninitialised_objects_are_not_taken_for_rings() {
+    // Reliability 3 and 8: garbage is Corrupt; a creator that never finished is a
+    // clear "not initialised" error after the open wait.
+    let name = unique_name("shm");
+    let shm = ShmOptions::new().size(8192).create(&name).unwrap();
+    let err = RingOptions::new()
+        .open_wait(Duration::from_millis(50))
+        .open_named(&name)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(err.to_string().contains("not initialised"), "{err}");
+    shm.map().unwrap().write(0, b"not a ring").unwrap();
+    let err = RingOptions::new().open_named(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("magic"), "{err}");
+    drop(shm);
+
+    let small = unique_name("shm");
+    let _shm = ShmOptions::new().size(100).create(&small).unwrap();
+    let err = RingOptions::new().open_named(&small).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("too small"), "{err}");
+}
+
+#[test]
+fn a_corrupted_record_header_is_corrupt_for_the_receiver_never_a_bad_read() {
+    let name = unique_name("shm");
+    let mut rx = RingOptions::new()
+        .capacity(4096)
+        .create_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let (_shm, region) = hostile(&name);
+    let mut buf = vec![0u8; 4096];
+    let record = |tag: &[u8; 4], len: u32| {
+        let mut w = [0u8; 8];
+        w[..4].copy_from_slice(&len.to_le_bytes());
+        w[4..].copy_from_slice(tag);
+        w
+    };
+    let headers: [[u8; 8]; 6] = [
+        record(b"rMSG", 5000),     // past the end of the data area
+        record(b"rMSG", 4096 - 8), // leaves no word for the next header
+        record(b"rMSG", u32::MAX), // a length that overflows when rounded
+        record(b"junk", 0),        // neither message nor pad
+        record(b"rPAD", 0),        // a pad that does not reach the end
+        record(b"rPAD", 4096 - 8), // a pad at offset 0, which would loop
+    ];
+    for header in headers {
+        region.write(DATA, &header).unwrap();
+        for attempt in [rx.try_recv(&mut buf), rx.recv(&mut buf)] {
+            let err = attempt.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{header:?}: {err}");
+            let text = err.to_string();
+            assert!(text.contains(&name) && text.contains("offset 0"), "{text}");
+        }
+        assert_eq!(rx.try_recv_ref().unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+    // Put right, the ring works again: a valid header is a message like any other.
+    region.write(DATA + 8, b"hi").unwrap();
+    region.write(DATA, &record(b"rMSG", 2)).unwrap();
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), 2);
+    assert_eq!(&buf[..2], b"hi");
+}
+
+#[test]
+fn a_corrupted_head_or_state_word_is_corrupt_for_the_sender() {
+    let name = unique_name("shm");
+    let ring = RingOptions::new()
+        .capacity(256)
+        .create_named(&name)
+        .unwrap();
+    let (_shm, region) = hostile(&name);
+    let mut rx = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let mut tx = ring.sender().unwrap();
+    while tx.try_send(&[1u8; 8]).is_ok() {}
+    // The head jumps past the tail.
+    region.store(HEAD, &1024u64).unwrap();
+    let err = tx.try_send(&[1u8; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("released"), "{err}");
+    // Not a multiple of 8.
+    region.store(HEAD, &4u64).unwrap();
+    assert_eq!(
+        tx.try_send(&[1u8; 8]).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    region.store(HEAD, &0u64).unwrap();
+    // A nonsense state word: the peer check says Corrupt, never hangs or trusts it.
+    region.store(RECEIVER_STATE, &7u32).unwrap();
+    let err = tx
+        .send_timeout(&[1u8; 8], Duration::from_millis(200))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("state word"), "{err}");
+    region.store(RECEIVER_STATE, &1u32).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(rx.recv(&mut buf).unwrap(), 8);
+}
+
+// ---------------------------------------------------------------------------------------
+// ownership and the channel layer
+
+#[test]
+fn a_named_ring_is_unlinked_by_its_creator_only_and_carries_one_sender() {
+    let name = unique_name("shm");
+    let path = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
+    let _guard = UnlinkOnDrop(name.clone());
+    let rx = RingOptions::new()
+        .create_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    assert_eq!(common::mode_of(&path) & 0o777, 0o600);
+    let err = RingOptions::new().create_named(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    let tx = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .sender()
+        .unwrap();
+    let err = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .sender()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("one sender"), "{err}");
+    let err = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .receiver()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    drop(tx);
+    assert!(path.exists(), "an opener never removes the object");
+    drop(rx);
+    assert!(!path.exists(), "the creator removes it");
+    let err = RingOptions::new().open_named(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = RingOptions::new().create_named("a/b").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName, "{err}");
+}
+
+#[test]
+fn ring_addresses_work_through_the_channel_layer_with_their_options() {
+    if role().as_deref() == Some("sender") {
+        let addr: Address = arg("ADDR").parse().unwrap();
+        let mut tx = channel::sender_timeout(&addr, Duration::from_secs(10)).unwrap();
+        for i in 0..1000u32 {
+            tx.send(&i.to_le_bytes().repeat(i as usize % 50)).unwrap();
+        }
+        tx.send(b"").unwrap();
+        return;
+    }
+    let name = unique_name("shm");
+    let addr: Address = format!("ring:{name}?capacity=4K&wait=blocking&mode=0600")
+        .parse()
+        .unwrap();
+    assert_eq!(addr.options().capacity, Some(4096));
+    assert_eq!(addr.options().wait, Some(Wait::Blocking));
+    let err = format!("ring:{name}?wait=sometimes")
+        .parse::<Address>()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("busy, adaptive or blocking"),
+        "{err}"
+    );
+    let mut rx = channel::receiver(&addr).unwrap();
+    assert_eq!(rx.max_message(), 4096 - 16);
+    assert_eq!(rx.address().unwrap().name().unwrap().as_str(), name);
+    let mut cmd = child(
+        "ring_addresses_work_through_the_channel_layer_with_their_options",
+        "sender",
+        &[("ADDR", &addr.to_string())],
+    );
+    let proc = cmd.spawn().unwrap();
+    let mut buf = vec![0u8; rx.max_message()];
+    for i in 0..1000u32 {
+        let n = rx.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            &buf[..n],
+            i.to_le_bytes().repeat(i as usize % 50).as_slice()
+        );
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap(), 0);
+    let out = finish(proc);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rx.recv(&mut buf).unwrap_err().kind(), ErrorKind::PeerGone);
+}
+
+#[test]
+fn senders_and_receivers_are_send_and_work_as_trait_objects() {
+    fn is_send<T: Send>() {}
+    is_send::<RingSender>();
+    is_send::<RingReceiver>();
+    let (tx, rx) = RingOptions::new().capacity(1024).pair().unwrap();
+    let mut tx: Box<dyn channel::Sender + Send> = Box::new(tx);
+    let mut rx: Box<dyn channel::Receiver + Send> = Box::new(rx);
+    tx.send(b"boxed").unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+}
