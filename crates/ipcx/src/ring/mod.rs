@@ -166,8 +166,8 @@ const BUSY_CHECK: u32 = 1024;
 const STATE_NONE: u32 = 0;
 const STATE_OPEN: u32 = 1;
 const STATE_CLOSED: u32 = 2;
-const RECEIVER_LOCK: i64 = 0;
-const SENDER_LOCK: i64 = 1;
+const RECEIVER_LOCK: u64 = 0;
+const SENDER_LOCK: u64 = 1;
 
 /// The fixed header. Every field is an atomic because the peer may write it at any time;
 /// each is read once, into a local, when the ring is opened.
@@ -812,7 +812,7 @@ impl Role {
         }
     }
 
-    fn lock_byte(self) -> i64 {
+    fn lock_byte(self) -> u64 {
         match self {
             Role::Sender => SENDER_LOCK,
             Role::Receiver => RECEIVER_LOCK,
