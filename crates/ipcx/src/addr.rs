@@ -925,6 +925,9 @@ mod tests {
                 .boxed(),
             "type" => (1i64..=max_type()).prop_map(|t| t.to_string()).boxed(),
             "nodelay" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+            "wait" => prop::sample::select(vec!["busy", "adaptive", "blocking"])
+                .prop_map(str::to_string)
+                .boxed(),
             _ => unreachable!("{key}"),
         }
     }
