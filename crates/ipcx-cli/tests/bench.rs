@@ -199,7 +199,7 @@ fn an_unknown_row_is_a_clear_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown row `carrier-pigeon`"), "{err}");
     assert!(
-        err.contains("the rows are: shm-atomic, shm-sem, pipe"),
+        err.contains("the rows are: ring-busy, ring, ring-blocking, shm-atomic, shm-sem, pipe"),
         "{err}"
     );
     assert!(out.stdout.is_empty());

@@ -56,9 +56,9 @@ const QUICK_ITERATIONS: u64 = 300;
 /// if any row fails (the others still run), 2 for bad arguments.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Rows: shm-atomic, shm-sem, pipe, fifo, unix, unix-dgram, \
-    unix-seqpacket, mq, sysv-mq, tcp, udp, eventfd, pipe-libc, unix-libc, mq-libc \
-    (--list describes them)."
+    after_help = "Rows: ring-busy, ring, ring-blocking, shm-atomic, shm-sem, pipe, fifo, \
+    unix, unix-dgram, unix-seqpacket, mq, sysv-mq, tcp, udp, eventfd, pipe-libc, unix-libc, \
+    mq-libc (--list describes them)."
 )]
 pub struct BenchArgs {
     /// Run only these rows (comma-separated names; see --list). The floors always run.
