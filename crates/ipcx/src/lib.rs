@@ -61,6 +61,7 @@ pub mod channel;
 mod error;
 pub mod eventfd;
 pub mod fifo;
+pub mod mailbox;
 #[cfg(feature = "mio")]
 pub mod mio;
 pub mod mq;
@@ -70,6 +71,7 @@ mod owner;
 pub mod pipe;
 pub mod poll;
 pub mod process;
+pub mod runtime;
 pub mod sem;
 pub mod shm;
 pub mod signal;
