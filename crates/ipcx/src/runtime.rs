@@ -90,7 +90,8 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => {
+        // With O_DIRECTORY, a symbolic link is reported as ENOTDIR rather than ELOOP.
+        Err(Errno::LOOP | Errno::NOTDIR) if is_symlink(dir) => {
             return refuse(
                 "it is a symbolic link, which someone may have planted to redirect ipcx; \
                  remove it (or set XDG_RUNTIME_DIR to a private directory)"
@@ -142,7 +143,7 @@ pub(crate) fn check_shared_dir(dir: &Path) -> Result<()> {
     };
     let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => {
+        Err(Errno::LOOP | Errno::NOTDIR) if is_symlink(dir) => {
             return refuse("it is a symbolic link; give the real directory".into());
         }
         Err(e) => return Err(Error::from_errno("open", e.raw_os_error()).with_object(&object)),
@@ -163,4 +164,8 @@ pub(crate) fn check_shared_dir(dir: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
