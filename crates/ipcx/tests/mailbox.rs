@@ -456,7 +456,7 @@ fn runtime_directory_is_private_and_checked() {
         std::fs::set_permissions(foreign.join("ipcx"), std::fs::Permissions::from_mode(0o700))
             .unwrap();
         rustix::fs::chown(
-            &foreign.join("ipcx"),
+            foreign.join("ipcx"),
             Some(rustix::process::Uid::from_raw(65534)),
             None,
         )
