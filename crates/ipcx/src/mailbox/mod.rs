@@ -294,6 +294,9 @@ impl MailboxOptions {
             }
             None => crate::runtime::ensure_runtime_dir()?,
         };
+        // One spelling of every address: the kernel reports a sender's path as it was
+        // bound, and replies are matched against the path the request went to.
+        let dir = std::fs::canonicalize(&dir).op_on("realpath", dir.display())?;
         let path = dir.join(name);
         let socket = BindOptions::new().mode(self.mode).bind_datagram(&path)?;
         rustix::net::sockopt::set_socket_passcred(&*socket, true)
@@ -663,7 +666,15 @@ impl Shared {
         if to.starts_with('/') {
             let path = PathBuf::from(to);
             crate::name::check_socket_path(&path)?;
-            Ok(path)
+            // Spell the directory as its owner did (canonical), so the reply's source
+            // address matches; the file itself is not resolved (it may be a stale one).
+            match (path.parent(), path.file_name()) {
+                (Some(parent), Some(file)) => match std::fs::canonicalize(parent) {
+                    Ok(parent) => Ok(parent.join(file)),
+                    Err(_) => Ok(path),
+                },
+                _ => Ok(path),
+            }
         } else {
             check_name(to)?;
             Ok(self.dir.join(to))
