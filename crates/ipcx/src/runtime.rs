@@ -4,7 +4,7 @@
 //! else `/tmp/ipcx-<euid>`. It is created with mode 0700 exactly (whatever the umask);
 //! one that exists already is used only if it is a real directory (not a symbolic link)
 //! that belongs to the caller and gives no access to group or others. Anything else is
-//! refused with [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied): in a
+//! refused with [`ErrorKind::PermissionDenied`]: in a
 //! shared `/tmp`, another user could have planted the directory, or a symbolic link to
 //! one of theirs, to read or intercept what the caller puts there (reliability items 24,
 //! 25).
