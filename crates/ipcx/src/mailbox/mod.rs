@@ -152,13 +152,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::event::PollFlags;
+use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketAddrUnix,
 };
+use rustix::pipe::PipeFlags;
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::shm::memfd::{Memfd, Seals};
@@ -304,8 +305,12 @@ impl MailboxOptions {
         let flags = rustix::fs::fcntl_getfl(&*socket).op_on("F_GETFL", path.display())?;
         rustix::fs::fcntl_setfl(&*socket, flags | OFlags::NONBLOCK)
             .op_on("F_SETFL", path.display())?;
+        let (wake_rx, wake_tx) =
+            rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).op("pipe2")?;
         let shared = Arc::new(Shared {
             socket,
+            wake_rx,
+            wake_tx,
             dir,
             name: name.to_string(),
             opts: self.clone(),
@@ -414,6 +419,7 @@ impl fmt::Debug for Mailbox {
 impl Drop for Mailbox {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -596,6 +602,10 @@ impl Envelope {
 
 struct Shared {
     socket: SocketFile<UnixDatagram>,
+    /// A byte written here wakes the receiving thread: to stop, or to start watching a
+    /// mailbox's liveness. Without watches the thread sleeps in `poll` without a timeout.
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
     dir: PathBuf,
     name: String,
     opts: MailboxOptions,
@@ -813,6 +823,9 @@ impl Shared {
             if let Some(w) = state.watches.get_mut(&path) {
                 w.users += 1;
             }
+            if fresh {
+                self.wake();
+            }
         }
         let guard = PendingGuard {
             shared: self,
@@ -890,39 +903,57 @@ impl Shared {
     fn run(self: Arc<Self>) {
         let mut buf = vec![0u8; HEADER_LEN + MAX_INLINE];
         let mut last_check = Instant::now();
+        let tick = rustix::time::Timespec::try_from(LIVENESS_TICK).ok();
         while !self.stop.load(Ordering::Acquire) {
             let sock = self.socket.as_fd();
-            let ready = wait_fd(
-                sock,
-                PollFlags::IN,
-                Deadline::after(LIVENESS_TICK),
-                "poll",
-                &"mailbox",
-            );
-            if ready.is_ok() {
+            // Wake on a message or a wake byte; also every tick while requests wait on
+            // other mailboxes, to check that they are alive.
+            let watching = !self.lock().watches.is_empty();
+            let mut fds = [
+                PollFd::new(&sock, PollFlags::IN),
+                PollFd::new(&self.wake_rx, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, if watching { tick.as_ref() } else { None }) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(e) => return self.fail(Error::from_errno("poll", e.raw_os_error())),
+            }
+            let (message, woken) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            if woken {
+                let mut drain = [0u8; 64];
+                while matches!(rustix::io::read(&self.wake_rx, &mut drain), Ok(n) if n > 0) {}
+            }
+            if message {
                 loop {
                     match receive(sock, &mut buf) {
                         Ok(Some(raw)) => self.dispatch(raw, &buf),
                         Ok(None) => break,
                         Err(Dropped(e)) => self.reject(|s| &mut s.malformed, e),
-                        Err(Failed(e)) => {
-                            let mut state = self.lock();
-                            state.failed = Some(e);
-                            drop(state);
-                            self.arrived.notify_all();
-                            return;
-                        }
+                        Err(Failed(e)) => return self.fail(e),
                     }
                     if self.stop.load(Ordering::Acquire) {
                         return;
                     }
                 }
             }
-            if last_check.elapsed() >= LIVENESS_TICK {
+            if watching && last_check.elapsed() >= LIVENESS_TICK {
                 last_check = Instant::now();
                 self.check_watches();
             }
         }
+    }
+
+    /// Records a failure of the socket itself: every waiting and later call returns it.
+    fn fail(&self, e: Error) {
+        let mut state = self.lock();
+        state.failed = Some(e.with_object(self.path().display()));
+        drop(state);
+        self.arrived.notify_all();
+    }
+
+    /// Wakes the receiving thread.
+    fn wake(&self) {
+        // A full pipe already holds a wake-up; nothing else can fail here.
+        let _ = rustix::io::write(&self.wake_tx, &[1]);
     }
 
     fn reject(&self, counter: fn(&mut MailboxStats) -> &mut u64, e: Error) {
