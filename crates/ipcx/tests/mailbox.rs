@@ -621,7 +621,8 @@ fn large_payload_travels_as_a_sealed_memfd() {
 }
 
 /// Reliability 7, 8 and 12: a peer that is not ipcx (Python, raw sockets) sends garbage,
-/// bad headers, wrong lengths, an oversized datagram, stray and unsealed descriptors;
+/// bad headers, wrong lengths, an oversized datagram, stray, surplus (3, and 60, which
+/// overflows the control buffer: `MSG_CTRUNC`) and unsealed descriptors;
 /// each is dropped and counted, and the mailbox still answers a well-formed request that
 /// the same peer builds from the documented wire format.
 #[test]
@@ -645,6 +646,8 @@ s.sendto(hdr(1, 0, 0, 2) + b"hi", srv)
 s.sendto(hdr(1, 0, 5, 100000) + b"x" * 100000, srv)
 r, w = os.pipe()
 s.sendmsg([hdr(1, 0, 5, 2) + b"hi"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))], 0, srv)
+for count in (3, 60):
+    s.sendmsg([hdr(1, 1, 5, 2)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % count, *([r] * count)))], 0, srv)
 u = os.memfd_create("unsealed", os.MFD_ALLOW_SEALING)
 os.write(u, b"abcd")
 s.sendmsg([hdr(1, 1, 5, 4)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", u))], 0, srv)
@@ -692,7 +695,7 @@ for _ in range(2):
         "6 echo abcd\n42 echo hello\n"
     );
     let stats = srv.stats();
-    assert_eq!(stats.malformed, 12, "{stats:?}");
+    assert_eq!(stats.malformed, 14, "{stats:?}");
     assert_eq!(stats.delivered, 2);
     let last = stats.last_rejected.unwrap();
     assert_eq!(last.kind(), ErrorKind::Corrupt);
