@@ -16,9 +16,9 @@
 //! | process watch | [`process`] | pidfds that become readable when a process exits, opened without PID-reuse races ([`process::ProcessId`]); exit status without reaping |
 //! | waiting on many | [`poll`], `mio`, `tokio` | [`poll::PollSet`] over any descriptor; with the features, every descriptor type registers with `mio` and has an async wrapper on tokio's `AsyncFd` |
 //! | the fast path | [`ring`] | a lock-free shared-memory channel of variable-sized messages: no system call per message while both sides run, zero-copy loans and views, peer death and corruption detected |
+//! | request/reply | [`mailbox`], [`runtime`] | named endpoints in a private runtime directory: kernel-verified senders, request/reply with correlation ids, access control by uid/gid, large payloads as sealed memfds, peer death as `PeerGone` |
 //! | one API over all | [`channel`], [`addr`] | `Sender`/`Receiver` for every data transport, opened from an address such as `unix:/run/app.sock` or `mq:/jobs`; checked framing on byte streams |
 //!
-//! Mailboxes (request/reply between named endpoints) follow in a later release.
 //!
 //! # Choosing a mechanism
 //!
@@ -62,6 +62,7 @@ pub mod channel;
 mod error;
 pub mod eventfd;
 pub mod fifo;
+pub mod mailbox;
 #[cfg(feature = "mio")]
 pub mod mio;
 pub mod mq;
@@ -72,6 +73,7 @@ pub mod pipe;
 pub mod poll;
 pub mod process;
 pub mod ring;
+pub mod runtime;
 pub mod sem;
 pub mod shm;
 pub mod signal;
