@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
@@ -35,9 +35,8 @@ fn expected_json(msgs: &[&str]) -> String {
         .collect()
 }
 
-/// Starts `ipcx recv ADDR --count N --format json`, runs `ipcx send` to it, and checks
-/// that every message arrived intact and in order.
-fn round_trip(addr: &str) {
+/// `ipcx recv ADDR --count 3 --timeout 20s --format json`, its output piped.
+fn json_receiver(addr: &str) -> Command {
     let mut recv = ipcx();
     recv.args([
         "recv",
@@ -51,6 +50,13 @@ fn round_trip(addr: &str) {
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    recv
+}
+
+/// Starts `ipcx recv ADDR --count N --format json`, runs `ipcx send` to it, and checks
+/// that every message arrived intact and in order.
+fn round_trip(addr: &str) {
+    let recv = json_receiver(addr);
     let recv = Running::spawn(recv);
     let sent = run(&["send", addr, "--timeout", "20s", MSGS[0], MSGS[1], MSGS[2]]);
     assert!(sent.status.success(), "send {addr}: {}", stderr(&sent));
@@ -62,19 +68,7 @@ fn round_trip(addr: &str) {
 /// As [`round_trip`], for a receiver on port 0: the sender learns the port from the
 /// line `recv` prints on stderr.
 fn round_trip_ephemeral(addr: &str) {
-    let mut recv = ipcx();
-    recv.args([
-        "recv",
-        addr,
-        "--count",
-        "3",
-        "--timeout",
-        "20s",
-        "--format",
-        "json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let recv = json_receiver(addr);
     let mut recv = Running::spawn(recv);
     let mut err = BufReader::new(recv.child().stderr.take().unwrap());
     let line = line_with(&mut err, "receiving on");

@@ -452,6 +452,22 @@ pub(crate) fn send_error(e: Error, fd: BorrowedFd<'_>, len: usize) -> Error {
     }
 }
 
+/// One `recvmsg` without room for control data (descriptors sent with the message are
+/// closed by the kernel), with `MSG_DONTWAIT` unless the caller may `block`.
+pub(crate) fn recvmsg_bare(
+    fd: BorrowedFd<'_>,
+    iov: &mut [IoSliceMut<'_>],
+    flags: RecvFlags,
+    block: bool,
+) -> rustix::io::Result<rustix::net::RecvMsg> {
+    let flags = if block {
+        flags
+    } else {
+        flags | RecvFlags::DONTWAIT
+    };
+    rustix::net::recvmsg(fd, iov, &mut RecvAncillaryBuffer::default(), flags)
+}
+
 pub(crate) fn recv_until(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -485,16 +501,11 @@ pub(crate) fn peek_message(
 ) -> Result<Peeked> {
     let mut first = [0u8; 1];
     let msg = retry_blocking(&[(fd, PollFlags::IN)], deadline, op, object, |block| {
-        let flags = RecvFlags::PEEK | RecvFlags::TRUNC;
-        rustix::net::recvmsg(
+        recvmsg_bare(
             fd,
             &mut [IoSliceMut::new(&mut first)],
-            &mut RecvAncillaryBuffer::default(),
-            if block {
-                flags
-            } else {
-                flags | RecvFlags::DONTWAIT
-            },
+            RecvFlags::PEEK | RecvFlags::TRUNC,
+            block,
         )
     })?;
     Ok(Peeked {

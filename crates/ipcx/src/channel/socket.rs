@@ -7,10 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 
 use rustix::event::PollFlags;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendFlags, SocketType,
-    sockopt,
-};
+use rustix::net::{RecvFlags, ReturnFlags, SendAncillaryBuffer, SendFlags, SocketType, sockopt};
 
 use super::stream::{accept, resolve};
 use super::{
@@ -440,16 +437,11 @@ fn recv_tagged(
     let len = buf.len();
     let msg = retry_blocking(&[(fd, PollFlags::IN)], deadline, "recv", label, |block| {
         let mut iov = [IoSliceMut::new(&mut tag), IoSliceMut::new(&mut *buf)];
-        let flags = RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC;
-        rustix::net::recvmsg(
+        crate::sock::recvmsg_bare(
             fd,
             &mut iov,
-            &mut RecvAncillaryBuffer::default(),
-            if block {
-                flags
-            } else {
-                flags | RecvFlags::DONTWAIT
-            },
+            RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC,
+            block,
         )
     })?;
     if msg.bytes == 0 {
