@@ -637,7 +637,8 @@ def hdr(kind, flags, cid, n, magic=b"IPMB", ver=1):
     return magic + struct.pack("<BBHQQ", ver, kind, flags, cid, n)
 s.sendto(b"garbage", srv)
 s.sendto(b"", srv)
-s.sendto(hdr(1, 0, 5, 2, magic=b"XXXX") + b"hi", srv)
+# A near miss of the real magic "IPMB": must be refused, not half-trusted.
+s.sendto(hdr(1, 0, 5, 2, magic=b"IPMC") + b"hi", srv)
 s.sendto(hdr(1, 0, 5, 2, ver=9) + b"hi", srv)
 s.sendto(hdr(7, 0, 5, 2) + b"hi", srv)
 s.sendto(hdr(1, 0x80, 5, 2) + b"hi", srv)
