@@ -99,11 +99,9 @@ struct RestoreBlocking(OwnedFd);
 
 impl Drop for RestoreBlocking {
     fn drop(&mut self) {
-        if let Ok(flags) = rustix::fs::fcntl_getfl(&self.0) {
-            // F_SETFL on a descriptor we hold cannot fail for lack of permission; if it
-            // did, the other holders would see EAGAIN, never lose a count.
-            let _ = rustix::fs::fcntl_setfl(&self.0, flags - OFlags::NONBLOCK);
-        }
+        // F_SETFL on a descriptor we hold cannot fail for lack of permission; if it did,
+        // the other holders would see EAGAIN, never lose a count.
+        let _ = crate::wait::set_nonblocking(self.0.as_fd(), false);
     }
 }
 

@@ -29,7 +29,7 @@
 //!   [socket(7)](https://man7.org/linux/man-pages/man7/socket.7.html)
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::event::PollFlags;
@@ -167,9 +167,7 @@ impl TcpOptions {
                 ));
             }
         }
-        let flags = rustix::fs::fcntl_getfl(&fd).op_on("F_GETFL", addr)?;
-        rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK)
-            .op_on("F_SETFL", addr)?;
+        crate::wait::set_nonblocking(fd.as_fd(), false).op_on("F_SETFL", addr)?;
         Ok(TcpStream::from(fd))
     }
 

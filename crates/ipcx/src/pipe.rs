@@ -286,9 +286,37 @@ impl Drop for End {
 /// Clears `O_NONBLOCK`. `F_SETFL` on a descriptor we hold cannot fail for lack of
 /// permission; if it did, the holder would see `EAGAIN` rather than lose data.
 fn set_blocking(fd: BorrowedFd<'_>) {
-    if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
-        let _ = rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK);
-    }
+    let _ = crate::wait::set_nonblocking(fd, false);
+}
+
+/// One read from a pipe or FIFO until `deadline`: `Ok(0)` only at end of file. On a
+/// blocking descriptor the blocking form waits inside `read`; otherwise waits use `poll`.
+pub(crate) fn read_until(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Deadline,
+    label: &dyn std::fmt::Display,
+) -> Result<usize> {
+    retry(&[(fd, PollFlags::IN)], deadline, "read", label, || {
+        loop {
+            match rustix::io::read(fd, &mut *buf) {
+                // A FIFO with no writer yet also reads as 0: it is end of file only once a
+                // writer has come and gone (POLLHUP) and nothing is left (no POLLIN).
+                Ok(0) => {
+                    let ev = poll_now(fd, PollFlags::IN);
+                    if ev.contains(PollFlags::IN) {
+                        continue;
+                    }
+                    return if ev.contains(PollFlags::HUP) {
+                        Ok(0)
+                    } else {
+                        Err(Errno::AGAIN)
+                    };
+                }
+                other => return other,
+            }
+        }
+    })
 }
 
 /// The read end of a pipe or FIFO.
@@ -351,27 +379,7 @@ impl PipeReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fd = end.fd();
-        retry(&[(fd, PollFlags::IN)], deadline, "read", &end.label, || {
-            loop {
-                match rustix::io::read(fd, &mut *buf) {
-                    // A FIFO with no writer yet also reads as 0: it is end of file only once a
-                    // writer has come and gone (POLLHUP) and nothing is left (no POLLIN).
-                    Ok(0) => {
-                        let ev = poll_now(fd, PollFlags::IN);
-                        if ev.contains(PollFlags::IN) {
-                            continue;
-                        }
-                        return if ev.contains(PollFlags::HUP) {
-                            Ok(0)
-                        } else {
-                            Err(Errno::AGAIN)
-                        };
-                    }
-                    other => return other,
-                }
-            }
-        })
+        read_until(end.fd(), buf, deadline, &end.label)
     }
 
     /// Bytes the pipe can hold (`F_GETPIPE_SZ`).

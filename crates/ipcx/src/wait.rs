@@ -91,6 +91,18 @@ pub(crate) fn wait_fd(
     }
 }
 
+/// Sets (`true`) or clears `O_NONBLOCK` on `fd`'s open file description, leaving its
+/// other status flags as they are. Every holder of the description sees the change.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> rustix::io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags = if nonblocking {
+        flags | rustix::fs::OFlags::NONBLOCK
+    } else {
+        flags - rustix::fs::OFlags::NONBLOCK
+    };
+    rustix::fs::fcntl_setfl(fd, flags)
+}
+
 /// Polls `fd` once without waiting and returns what it reports.
 pub(crate) fn poll_now(fd: BorrowedFd<'_>, events: PollFlags) -> PollFlags {
     let mut fds = [PollFd::new(&fd, events)];

@@ -22,7 +22,7 @@ use crate::net::TcpOptions;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::sys::{fork, sigpipe};
 use crate::unix::{BindOptions, SocketFile};
-use crate::wait::{Deadline, poll_now, retry, retry_blocking};
+use crate::wait::{Deadline, poll_now, retry, retry_blocking, set_nonblocking};
 
 /// Where a framed sender writes.
 #[derive(Debug)]
@@ -531,12 +531,16 @@ impl StreamReceiver {
             Source::Pipe(input) => {
                 input.prepare(deadline, label)?;
                 let fd = input.reader.as_fd();
-                decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label))
+                decoder.read_message(buf, &mut |b| {
+                    crate::pipe::read_until(fd, b, deadline, label)
+                })
             }
             Source::Fifo { input, fifo } => {
                 input.prepare(deadline, label)?;
                 let fd = input.reader.as_fd();
-                let r = decoder.read_message(buf, &mut |b| read_pipe(fd, b, deadline, label));
+                let r = decoder.read_message(buf, &mut |b| {
+                    crate::pipe::read_until(fd, b, deadline, label)
+                });
                 if ends_connection(&r) {
                     // The last writer left: the read end now reports hang-up until a new
                     // writer opens the FIFO, so every receive would fail at once. A fresh
@@ -831,14 +835,7 @@ impl PipeIn {
         }
         let want = self.private && matches!(deadline, Deadline::Never);
         if want != self.blocking || child {
-            let fd = self.reader.as_fd();
-            let flags = rustix::fs::fcntl_getfl(fd).op_on("F_GETFL", label)?;
-            let flags = if want {
-                flags - OFlags::NONBLOCK
-            } else {
-                flags | OFlags::NONBLOCK
-            };
-            rustix::fs::fcntl_setfl(fd, flags).op_on("F_SETFL", label)?;
+            set_nonblocking(self.reader.as_fd(), !want).op_on("F_SETFL", label)?;
             self.blocking = want;
         }
         Ok(())
@@ -908,37 +905,6 @@ pub(crate) fn accept(
             crate::sock::accept_once(fd)
         } else {
             Err(Errno::AGAIN)
-        }
-    })
-}
-
-/// One read from a pipe or FIFO: `Ok(0)` only at end of stream (a FIFO with no writer
-/// yet is not at its end: that waits).
-///
-/// On a blocking descriptor ([`PipeIn`]) the blocking form waits inside `read`.
-fn read_pipe(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    deadline: Deadline,
-    label: &dyn fmt::Display,
-) -> Result<usize> {
-    retry(&[(fd, PollFlags::IN)], deadline, "read", label, || {
-        loop {
-            let got = rustix::io::read(fd, &mut *buf);
-            match got {
-                Ok(0) => {
-                    let ev = poll_now(fd, PollFlags::IN);
-                    if ev.contains(PollFlags::IN) {
-                        continue;
-                    }
-                    return if ev.contains(PollFlags::HUP) {
-                        Ok(0)
-                    } else {
-                        Err(Errno::AGAIN)
-                    };
-                }
-                other => return other,
-            }
         }
     })
 }

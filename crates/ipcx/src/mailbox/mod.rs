@@ -302,9 +302,7 @@ impl MailboxOptions {
         let socket = BindOptions::new().mode(self.mode).bind_datagram(&path)?;
         rustix::net::sockopt::set_socket_passcred(&*socket, true)
             .op_on("setsockopt SO_PASSCRED", path.display())?;
-        let flags = rustix::fs::fcntl_getfl(&*socket).op_on("F_GETFL", path.display())?;
-        rustix::fs::fcntl_setfl(&*socket, flags | OFlags::NONBLOCK)
-            .op_on("F_SETFL", path.display())?;
+        crate::wait::set_nonblocking(socket.as_fd(), true).op_on("F_SETFL", path.display())?;
         let (wake_rx, wake_tx) =
             rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).op("pipe2")?;
         let shared = Arc::new(Shared {

@@ -417,13 +417,8 @@ pub(crate) fn connect_socket(path: &Path, ty: SocketType, deadline: Deadline) ->
         Some(libc::EPROTOTYPE) => e.with_hint("the socket at this path is of another type"),
         _ => e,
     })?;
-    set_blocking(&fd).op_on("F_SETFL", &object)?;
+    crate::wait::set_nonblocking(fd.as_fd(), false).op_on("F_SETFL", &object)?;
     Ok(fd)
-}
-
-fn set_blocking(fd: &OwnedFd) -> rustix::io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)
 }
 
 /// A connected pair of stream sockets (`socketpair(AF_UNIX, SOCK_STREAM)`), close-on-exec.

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use rustix::event::PollFlags;
-use rustix::fs::OFlags;
 use rustix::net::SocketType;
 
 use crate::error::{Context, Result};
@@ -180,8 +179,7 @@ pub struct SeqpacketListener {
 
 impl SeqpacketListener {
     pub(crate) fn from_listening(fd: OwnedFd) -> Result<SeqpacketListener> {
-        let flags = rustix::fs::fcntl_getfl(&fd).op("F_GETFL")?;
-        rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK).op("F_SETFL")?;
+        crate::wait::set_nonblocking(fd.as_fd(), true).op("F_SETFL")?;
         Ok(SeqpacketListener { fd })
     }
 
