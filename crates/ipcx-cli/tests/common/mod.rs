@@ -3,12 +3,17 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 static NAMES: AtomicU32 = AtomicU32::new(0);
+
+#[path = "../../../ipcx/tests/common/c_peer.rs"]
+mod c_peer;
+#[allow(unused_imports)] // only the test binaries with C peers use it
+pub use c_peer::compile_c;
 
 /// The `ipcx` binary under test.
 pub fn ipcx() -> Command {
@@ -142,35 +147,6 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Compiles a C peer with gcc, or `None` (with the reason printed) when gcc is missing.
-pub fn compile_c(stem: &str, source: &str, libs: &[&str]) -> Option<PathBuf> {
-    if Command::new("gcc").arg("--version").output().is_err() {
-        println!("SKIPPED: gcc is not installed, so the C peer cannot be built");
-        return None;
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-c-peers");
-    std::fs::create_dir_all(&dir).unwrap();
-    let n = NAMES.fetch_add(1, Ordering::Relaxed);
-    let src = dir.join(format!("{stem}-{}-{n}.c", std::process::id()));
-    let exe = src.with_extension("");
-    std::fs::write(&src, source).unwrap();
-    let out = Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .args(libs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc failed on {}:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_file(&src);
-    Some(exe)
 }
 
 /// Whether `python3` runs here; prints a SKIPPED note when it does not.

@@ -306,6 +306,10 @@ pub fn record(kind: &str, value: impl std::fmt::Display) {
 
 static NAMES: AtomicUsize = AtomicUsize::new(0);
 
+mod c_peer;
+#[allow(unused_imports)] // only the test binaries with C peers use it
+pub use c_peer::compile_c;
+
 /// A POSIX IPC name no other test or run uses (`/ipcx-t-<kind>-<pid>-<n>`), recorded in
 /// the ledger under `kind` (`shm`, `mq`, `sem`).
 pub fn unique_name(kind: &str) -> String {
@@ -331,36 +335,6 @@ pub fn unique_key(kind: &str) -> ipcx::sysv::Key {
 /// `sysv-shm-id`, `sysv-sem-id` or `sysv-msg-id`).
 pub fn record_id(kind: &str, id: i32) {
     record(kind, id);
-}
-
-/// Compiles a C peer with gcc into a fresh file under the target's temp dir and returns
-/// its path, or `None` (with the reason printed) when gcc is missing.
-pub fn compile_c(stem: &str, source: &str, libs: &[&str]) -> Option<PathBuf> {
-    if Command::new("gcc").arg("--version").output().is_err() {
-        println!("SKIPPED: gcc is not installed, so the C peer cannot be built");
-        return None;
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-peers");
-    std::fs::create_dir_all(&dir).unwrap();
-    let n = NAMES.fetch_add(1, Ordering::Relaxed);
-    let src = dir.join(format!("{stem}-{}-{n}.c", std::process::id()));
-    let exe = src.with_extension("");
-    std::fs::write(&src, source).unwrap();
-    let out = Command::new("gcc")
-        .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .args(libs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc failed on {}:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_file(&src);
-    Some(exe)
 }
 
 /// `cmd` run in a fresh IPC and mount namespace, inside a new user namespace where the
