@@ -13,7 +13,8 @@ pub const FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// A wait ran out: no receiver appeared, or fewer messages than asked arrived in time.
 pub const TIMED_OUT: u8 = 3;
-/// Refused: the object belongs to another user.
+/// Refused: the object belongs to another user, or (rm of a ring or mailbox) it is in
+/// use by a live process.
 pub const REFUSED: u8 = 4;
 
 /// The `EXIT STATUS` section shared by every subcommand's `--help`.
@@ -23,7 +24,7 @@ EXIT STATUS:
   1  runtime error (the message names the operation, the object and what to do)
   2  usage error: bad arguments or a bad address
   3  timed out: a --timeout ran out before the work was done
-  4  refused: the object belongs to another user (rm)";
+  4  refused: the object belongs to another user, or is a ring or mailbox in use (rm)";
 
 /// A failed subcommand: what to print and which exit code to leave with.
 #[derive(Debug)]

@@ -15,10 +15,16 @@ use serde::Serialize;
 
 use crate::record::{self, Record};
 
+mod mailbox;
+mod ring;
+
+pub use mailbox::{Refusal, lock_path, remove as remove_locked_socket};
+pub use ring::in_use as ring_in_use;
+
 /// One IPC object, as `ls` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Object {
-    /// sysv-shm, sysv-sem, sysv-msg, shm, sem, mq, socket, fifo.
+    /// sysv-shm, sysv-sem, sysv-msg, shm, sem, mq, socket, fifo, ring, mailbox.
     pub kind: &'static str,
     /// The key (System V), name (POSIX) or path.
     pub name: String,
@@ -48,7 +54,8 @@ pub struct Object {
     pub sure: bool,
     /// Why it is (or is not) stale, in words.
     pub why: String,
-    /// Unix socket type and state (socket only).
+    /// Unix socket type and state (socket), the state of each side (ring), or whether
+    /// it is bound and its lock held (mailbox).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
@@ -305,13 +312,92 @@ fn mode_text(mode: u32) -> String {
 pub fn gather(users: &Users) -> Inventory {
     let procs = Procs::scan();
     let records = record::load_all();
+    let locks = Locks::scan();
     let mut inv = Inventory::default();
     sysv(&mut inv, users, &procs, &records);
-    dev_shm(&mut inv, users, &procs, &records);
+    dev_shm(&mut inv, users, &procs, &records, &locks);
     mqueue(&mut inv, users, &procs, &records);
     sockets(&mut inv, users);
-    runtime_dir(&mut inv, users, &procs, &records);
+    runtime_dir(&mut inv, users, &procs, &records, &locks);
+    // A bound mailbox is also a bound socket in /proc/net/unix: list it once, as a mailbox.
+    let mailboxes: HashSet<String> = inv
+        .objects
+        .iter()
+        .filter(|o| o.kind == "mailbox")
+        .map(mailbox_path)
+        .collect();
+    inv.objects
+        .retain(|o| o.kind != "socket" || !mailboxes.contains(&o.name));
     inv
+}
+
+/// The socket path of a mailbox object: its name is the path, or (in the runtime
+/// directory itself) the bare mailbox name.
+pub fn mailbox_path(o: &Object) -> String {
+    if o.name.starts_with('/') {
+        o.name.clone()
+    } else {
+        runtime_root().join(&o.name).display().to_string()
+    }
+}
+
+/// The runtime directory as the kernel reports paths under it (symbolic links resolved,
+/// as a mailbox resolves its directory before binding).
+pub fn runtime_root() -> PathBuf {
+    let dir = ipcx::runtime::runtime_dir();
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// The file locks on the machine, from /proc/locks: which byte ranges of which files
+/// some open file description holds. Reading it takes no lock, so listing never gets
+/// in the way of a process that is taking one.
+pub struct Locks(HashMap<(u64, u64), Vec<Range>>);
+
+/// A locked byte range: its first byte, and its last (`None`: to the end of the file).
+type Range = (u64, Option<u64>);
+
+impl Locks {
+    pub fn scan() -> Locks {
+        let mut map: HashMap<(u64, u64), Vec<Range>> = HashMap::new();
+        let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        for line in text.lines() {
+            // "1: OFDLCK ADVISORY  WRITE -1 00:1a:1234 0 0"; a waiter's line has "->"
+            // after the number and holds nothing.
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 || f[1] == "->" {
+                continue;
+            }
+            let mut dev = f[5].split(':');
+            let (Some(maj), Some(min), Some(ino)) = (dev.next(), dev.next(), dev.next()) else {
+                continue;
+            };
+            let (Some(dev), Ok(ino)) = (parse_dev(&format!("{maj}:{min}")), ino.parse::<u64>())
+            else {
+                continue;
+            };
+            let Ok(start) = f[6].parse::<u64>() else {
+                continue;
+            };
+            // "EOF" (to the end of the file) is the only end that is not a number.
+            let end = f[7].parse::<u64>().ok();
+            map.entry((dev, ino)).or_default().push((start, end));
+        }
+        Locks(map)
+    }
+
+    /// Whether any lock covers the byte at `byte` of the file (`dev`, `ino`).
+    pub fn held(&self, dev: u64, ino: u64, byte: u64) -> bool {
+        self.0.get(&(dev, ino)).is_some_and(|ranges| {
+            ranges
+                .iter()
+                .any(|&(start, end)| start <= byte && end.is_none_or(|e| byte <= e))
+        })
+    }
+
+    /// Whether any lock is held on the file (`flock` locks cover all of it).
+    pub fn any(&self, dev: u64, ino: u64) -> bool {
+        self.0.contains_key(&(dev, ino))
+    }
 }
 
 fn sysv(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
@@ -459,7 +545,7 @@ fn file_object(
     obj
 }
 
-fn dev_shm(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
+fn dev_shm(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record], locks: &Locks) {
     let Ok(dir) = std::fs::read_dir("/dev/shm") else {
         inv.notes
             .push("POSIX shared memory: /dev/shm is not readable".into());
@@ -475,6 +561,13 @@ fn dev_shm(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]
             Some(sem) => ("sem", format!("/{sem}")),
             None => ("shm", format!("/{file}")),
         };
+        if kind == "shm"
+            && let Some(header) = ring::read_header(&e.path())
+        {
+            inv.objects
+                .push(ring::object(name, &meta, header, users, procs, locks));
+            continue;
+        }
         inv.objects
             .push(file_object(kind, name, &meta, users, procs, records));
     }
@@ -583,10 +676,19 @@ pub fn unix_sockets() -> Vec<UnixSocket> {
 
 /// FIFOs and socket files under the ipcx runtime directory. A socket file that no live
 /// socket is bound to is stale for sure: nothing can ever accept on it again.
-fn runtime_dir(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Record]) {
-    let root = record::runtime_dir();
-    let bound: HashSet<String> = unix_sockets().into_iter().map(|s| s.path).collect();
-    let mut stack = vec![root];
+fn runtime_dir(
+    inv: &mut Inventory,
+    users: &Users,
+    procs: &Procs,
+    records: &[Record],
+    locks: &Locks,
+) {
+    let root = runtime_root();
+    let bound: HashMap<String, &'static str> = unix_sockets()
+        .into_iter()
+        .map(|s| (s.path, s.kind))
+        .collect();
+    let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -603,7 +705,11 @@ fn runtime_dir(inv: &mut Inventory, users: &Users, procs: &Procs, records: &[Rec
             } else if ft.is_fifo() {
                 inv.objects
                     .push(file_object("fifo", name, &meta, users, procs, records));
-            } else if ft.is_socket() && !bound.contains(&name) {
+            } else if ft.is_socket()
+                && let Some(mailbox) = mailbox::object(&root, &path, &meta, &bound, users, locks)
+            {
+                inv.objects.push(mailbox);
+            } else if ft.is_socket() && !bound.contains_key(&name) {
                 inv.objects.push(Object {
                     kind: "socket",
                     name,

@@ -17,7 +17,13 @@ WHEN AN OBJECT IS STALE:
   - an object ipcx recorded (recv/relay write <runtime dir>/owners/*.json with the
     creator's pid AND start time): that very process has exited and no process holds
     the object open or mapped;
-  - a socket file in the ipcx runtime directory that no live socket is bound to.
+  - a socket file in the ipcx runtime directory that no live socket is bound to;
+  - an ipcx ring (a POSIX shm object that starts with the magic IXRG) whose sides
+    have closed, or died (a side that is open in the header but whose liveness lock,
+    an open file description lock the kernel drops when its process ends, is free),
+    and that no process holds open or mapped;
+  - an ipcx mailbox (a datagram socket NAME with NAME.lock beside it in the runtime
+    directory) whose lock nobody holds and to which no socket is bound.
   These are marked `yes`. Objects whose creator nobody recorded (POSIX shm and
   semaphores, queues, FIFOs) are marked `yes?` when no process holds them open or
   mapped: their creator may simply have meant them to persist. System V semaphore
@@ -46,6 +52,11 @@ pub enum Kind {
     Socket,
     /// FIFO under the ipcx runtime directory.
     Fifo,
+    /// ipcx ring: a POSIX shared memory object with the ring header (magic IXRG).
+    Ring,
+    /// ipcx mailbox: a datagram socket with a NAME.lock beside it in the runtime
+    /// directory.
+    Mailbox,
 }
 
 impl Kind {
@@ -59,6 +70,8 @@ impl Kind {
             Kind::Mq => "mq",
             Kind::Socket => "socket",
             Kind::Fifo => "fifo",
+            Kind::Ring => "ring",
+            Kind::Mailbox => "mailbox",
         }
     }
 }
@@ -67,11 +80,12 @@ impl Kind {
 ///
 /// System V shared memory, semaphore sets and message queues (/proc/sysvipc), POSIX
 /// shared memory and named semaphores (/dev/shm), POSIX message queues (the mqueue
-/// filesystem, where mounted), Unix sockets bound to a name (/proc/net/unix), and FIFOs
-/// and socket files under the ipcx runtime directory ($XDG_RUNTIME_DIR/ipcx, else
-/// /tmp/ipcx-<uid>). For each: owner, mode, size, how many attach, queue or use it, the
-/// creator's pid where known and whether that process still runs, and whether the
-/// object is stale.
+/// filesystem, where mounted), Unix sockets bound to a name (/proc/net/unix), FIFOs and
+/// socket files under the ipcx runtime directory ($XDG_RUNTIME_DIR/ipcx, else
+/// /tmp/ipcx-<uid>), ipcx rings (in /dev/shm) and ipcx mailboxes (in the runtime
+/// directory). For each: owner, mode, size, how many attach, queue or use it, the
+/// creator's pid where known and whether that process still runs (for rings and
+/// mailboxes, whether their liveness locks are held), and whether the object is stale.
 #[derive(Args, Debug)]
 #[command(after_long_help = ls_after_help())]
 pub struct LsArgs {
@@ -91,17 +105,21 @@ pub struct LsArgs {
 
 /// Removes one IPC object of the caller's.
 ///
-/// TARGET is the id (or the 0x key) of a System V object, the /name of a POSIX object,
-/// or the path of a socket file or FIFO. Objects of another user are refused (exit 4)
-/// even for root: remove those with the owner's account. A System V shared memory
-/// segment that is still attached disappears when the last process detaches.
+/// TARGET is the id (or the 0x key) of a System V object, the /name of a POSIX object or
+/// ring, the name (or socket path) of a mailbox, or the path of a socket file or FIFO.
+/// Objects of another user are refused (exit 4) even for root: remove those with the
+/// owner's account. A ring or mailbox that is alive (a side's or the mailbox's
+/// liveness lock is held, or a process holds it open or mapped) is refused too (exit
+/// 4): stop its processes first. A System V shared memory segment that is still
+/// attached disappears when the last process detaches.
 #[derive(Args, Debug)]
 #[command(after_long_help = rm_after_help())]
 pub struct RmArgs {
     /// What kind of object TARGET is.
     #[arg(value_enum)]
     pub kind: Kind,
-    /// Its id or key (System V), /name (POSIX) or path (socket, FIFO).
+    /// Its id or key (System V), /name (POSIX, ring), name (mailbox) or path (socket,
+    /// FIFO, mailbox).
     pub target: String,
 }
 
@@ -131,12 +149,16 @@ pub struct GcArgs {
 
 fn ls_after_help() -> String {
     format!(
-        "COLUMNS:\n  KIND     sysv-shm sysv-sem sysv-msg shm sem mq socket fifo\n  ID       System V id, \
-         or socket inode\n  COUNT    attached (sysv-shm), semaphores (sysv-sem), messages \
-         (sysv-msg),\n           processes holding it open or mapped (shm, sem, mq, fifo)\n  \
-         CREATOR  pid and whether that process runs (alive/gone), where known\n  STALE    yes, \
-         yes? or no (below)\n\n{STALE_RULE}\n\nEXAMPLES:\n  ipcx ls\n  ipcx ls --kind \
-         sysv-shm --kind shm --user alice\n  ipcx ls --stale --json | jq '.objects[].name'\n\n{}",
+        "COLUMNS:\n  KIND     sysv-shm sysv-sem sysv-msg shm sem mq socket fifo ring mailbox\n  \
+         ID       System V id, or socket inode\n  SIZE     bytes; for a ring, its data area\n  \
+         COUNT    attached (sysv-shm), semaphores (sysv-sem), messages (sysv-msg),\n           \
+         processes holding it open or mapped (shm, sem, mq, fifo, ring),\n           and for a \
+         ring each side: none, alive, dead (died without closing) or closed;\n           the \
+         socket's type and state (socket), bound and lock held or free (mailbox)\n  CREATOR  pid \
+         and whether that process runs (alive/gone), where known\n  STALE    yes, yes? or no \
+         (below)\n\n{STALE_RULE}\n\nEXAMPLES:\n  ipcx ls\n  ipcx ls --kind sysv-shm --kind shm \
+         --user alice\n  ipcx ls --kind ring --kind mailbox --stale\n  ipcx ls --stale --json | \
+         jq '.objects[].name'\n\n{}",
         exit::HELP
     )
 }
@@ -144,7 +166,7 @@ fn ls_after_help() -> String {
 fn rm_after_help() -> String {
     format!(
         "EXAMPLES:\n  ipcx rm sysv-shm 32769\n  ipcx rm sysv-msg 0x4a4f4253\n  ipcx rm shm /jobs\n  \
-         ipcx rm socket /run/user/1000/ipcx/app.sock\n\n{}",
+         ipcx rm socket /run/user/1000/ipcx/app.sock\n  ipcx rm ring /frames\n  ipcx rm mailbox jobs\n\n{}",
         exit::HELP
     )
 }
@@ -206,8 +228,9 @@ fn print_table(inv: &Inventory) {
                 o.owner.clone(),
                 o.mode.clone(),
                 o.size.map_or_else(|| "-".into(), |s| s.to_string()),
-                match (o.count, o.count_of) {
-                    (Some(c), Some(of)) => format!("{c} {of}"),
+                match (o.count, o.count_of, &o.state) {
+                    (Some(c), Some(of), Some(state)) => format!("{c} {of}; {state}"),
+                    (Some(c), Some(of), None) => format!("{c} {of}"),
                     _ => o.state.clone().unwrap_or_else(|| "-".into()),
                 },
                 match (o.creator_pid, o.creator_alive) {
@@ -315,7 +338,7 @@ fn find(inv: &Inventory, kind: Kind, target: &str) -> Result<Object, Failure> {
             target.parse::<i64>().is_ok_and(|id| o.id == Some(id))
         }
     };
-    let name = if matches!(kind, "shm" | "sem" | "mq") && !target.starts_with('/') {
+    let name = if matches!(kind, "shm" | "sem" | "mq" | "ring") && !target.starts_with('/') {
         format!("/{target}")
     } else {
         target.to_string()
@@ -326,6 +349,8 @@ fn find(inv: &Inventory, kind: Kind, target: &str) -> Result<Object, Failure> {
             o.kind == kind
                 && if kind.starts_with("sysv-") {
                     key_or_id(o)
+                } else if kind == "mailbox" {
+                    o.name == name || inventory::mailbox_path(o) == name
                 } else {
                     o.name == name
                 }
@@ -379,6 +404,17 @@ fn remove(o: &Object) -> Result<(), Failure> {
         "shm" => ipcx::shm::posix::Shm::unlink(&o.name)?,
         "sem" => ipcx::sem::posix::NamedSemaphore::unlink(&o.name)?,
         "mq" => MessageQueue::unlink(&o.name)?,
+        "ring" => {
+            let path = std::path::Path::new("/dev/shm").join(o.name.trim_start_matches('/'));
+            if let Some(why) = inventory::ring_in_use(&path) {
+                return Err(in_use(o, &why));
+            }
+            ipcx::shm::posix::Shm::unlink(&o.name)?;
+        }
+        "mailbox" => remove_socket(o, &inventory::mailbox_path(o))?,
+        "socket" if std::fs::symlink_metadata(inventory::lock_path(o.name.as_ref())).is_ok() => {
+            remove_socket(o, &o.name)?;
+        }
         _ => std::fs::remove_file(&o.name)
             .map_err(|e| Failure::new(exit::FAILED, format!("unlink {:?}: {e}", o.name)))?,
     }
@@ -390,6 +426,29 @@ fn remove(o: &Object) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Refuses to remove `o`, which a live process uses.
+fn in_use(o: &Object, why: &str) -> Failure {
+    Failure::new(
+        exit::REFUSED,
+        format!(
+            "rm {} {}: refused: it is in use: {why}; stop the processes that use it first \
+             (`ipcx ls --kind {}` shows its state)",
+            o.kind, o.name, o.kind
+        ),
+    )
+}
+
+/// Removes a socket file that has a `.lock` beside it (a mailbox, or a socket bound by
+/// ipcx), and the lock file, under the lock.
+fn remove_socket(o: &Object, path: &str) -> Result<(), Failure> {
+    inventory::remove_locked_socket(std::path::Path::new(path)).map_err(|r| match r {
+        inventory::Refusal::Live(why) => in_use(o, &why),
+        inventory::Refusal::Failed(msg) => {
+            Failure::new(exit::FAILED, format!("rm {} {}: {msg}", o.kind, o.name))
+        }
+    })
 }
 
 pub fn gc(args: GcArgs) -> Result<(), Failure> {
@@ -425,6 +484,10 @@ pub fn gc(args: GcArgs) -> Result<(), Failure> {
                     outln!("{verb} {} {}: {}", o.kind, o.name, o.why);
                 }
                 removed.push(o.clone());
+            }
+            // Taken into use since it was listed: it is not stale any more.
+            Err(e) if e.code == exit::REFUSED => {
+                eprintln!("ipcx: gc: kept {} {}: {}", o.kind, o.name, e.message);
             }
             Err(e) => {
                 eprintln!("ipcx: gc: {} {}: {}", o.kind, o.name, e.message);

@@ -17,7 +17,7 @@
 //! the name. The runtime directory is `$XDG_RUNTIME_DIR/ipcx`, else `/tmp/ipcx-<uid>`,
 //! created 0700 and used only if it belongs to the caller.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -38,37 +38,8 @@ pub struct Record {
     pub start_time: u64,
 }
 
-/// The ipcx runtime directory of the calling user (not created).
-pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("ipcx"),
-        None => PathBuf::from(format!("/tmp/ipcx-{}", rustix::process::geteuid().as_raw())),
-    }
-}
-
 fn owners_dir() -> PathBuf {
-    runtime_dir().join("owners")
-}
-
-/// Creates `dir` 0700 if missing, and checks that it is the caller's and private.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {
-            // The umask may have narrowed 0700 further; make it exactly 0700.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = std::fs::symlink_metadata(dir)?;
-    let me = rustix::process::geteuid().as_raw();
-    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
-        return Err(std::io::Error::other(format!(
-            "{} is not a private directory of uid {me} (mode 0700): refusing to use it",
-            dir.display()
-        )));
-    }
-    Ok(())
+    ipcx::runtime::runtime_dir().join("owners")
 }
 
 fn file_of(r: &Record) -> PathBuf {
@@ -82,8 +53,10 @@ fn file_of(r: &Record) -> PathBuf {
 
 /// Writes the record; returns its path so the creator can remove it when done.
 pub fn write(r: &Record) -> std::io::Result<PathBuf> {
-    private_dir(&runtime_dir())?;
-    private_dir(&owners_dir())?;
+    // The library's checks: created 0700 exactly, and used only if it is a real
+    // directory of the caller's that group and others cannot enter.
+    ipcx::runtime::ensure_runtime_dir()?;
+    ipcx::runtime::ensure_private_dir(&owners_dir())?;
     let path = file_of(r);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()

@@ -472,3 +472,281 @@ fn help_explains_the_stale_rule_and_exit_codes() {
     }
     assert!(stdout(&common::run(&["rm", "--help"])).contains("4  refused"));
 }
+
+/// The child role of the ring and mailbox tests: creates a named ring and becomes its
+/// sender (holding the sender's liveness lock), binds a mailbox in the runtime directory
+/// (holding its lock), says "ready" and waits to be killed.
+fn ring_mailbox_role() -> ! {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let _tx = ipcx::ring::RingOptions::new()
+        .capacity(4096)
+        .create_named(&var("RING_NAME"))
+        .unwrap()
+        .sender()
+        .unwrap();
+    let _mailbox = ipcx::mailbox::Mailbox::bind(&var("MAILBOX_NAME")).unwrap();
+    println!("ready");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// A mailbox name no other test uses at the same time.
+fn mailbox_name(what: &str) -> String {
+    unique_name(what).trim_start_matches('/').to_string()
+}
+
+/// The runtime directory's `ipcx` directory, made 0700 as the library wants it.
+fn private_runtime(runtime: &TempDir) -> std::path::PathBuf {
+    let dir = runtime.0.join("ipcx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// A ring and a mailbox whose process was killed with SIGKILL are stale for sure (their
+/// liveness locks are free: no PID involved), `gc` removes them (the shm object, the
+/// socket and its lock file), and a live ring and mailbox beside them are kept
+/// (reliability items 5 and 6).
+#[test]
+fn a_ring_and_a_mailbox_of_a_killed_process_are_stale_and_collected() {
+    if std::env::var(ROLE).as_deref() == Ok("ring-mailbox") {
+        ring_mailbox_role();
+    }
+    let runtime = TempDir::new("rt-ring");
+    let dir = private_runtime(&runtime);
+    let (ring, live_ring) = (unique_name("ring"), unique_name("ring-live"));
+    let (mbox, live_mbox) = (mailbox_name("mbox"), mailbox_name("mbox-live"));
+    let _cleanup = Guard(|| {
+        let _ = ipcx::shm::posix::Shm::unlink(&ring);
+    });
+    // Live: this process holds the live ring's receiver and the live mailbox.
+    let _rx = ipcx::ring::RingOptions::new()
+        .capacity(4096)
+        .create_named(&live_ring)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let _live = ipcx::mailbox::MailboxOptions::new()
+        .dir(&dir)
+        .bind(&live_mbox)
+        .unwrap();
+
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "a_ring_and_a_mailbox_of_a_killed_process_are_stale_and_collected",
+        "--exact",
+        "--nocapture",
+    ])
+    .env(ROLE, "ring-mailbox")
+    .env("XDG_RUNTIME_DIR", &runtime.0)
+    .env("RING_NAME", &ring)
+    .env("MAILBOX_NAME", &mbox)
+    .stdout(Stdio::piped());
+    let mut child = Running::spawn(cmd);
+    let mut out = BufReader::new(child.child().stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the creator died early"
+        );
+    }
+    let names = [ring.clone(), mbox.clone()];
+    let live_names = [live_ring.clone(), live_mbox.clone()];
+
+    // While the process runs, its ring and mailbox are alive.
+    let doc = json(&ipcx(
+        &runtime,
+        &["ls", "--json", "--kind", "ring", "--kind", "mailbox"],
+    ));
+    let objs = ours(&doc, &names);
+    assert_eq!(objs.len(), 2, "{doc:#}");
+    for o in &objs {
+        assert_eq!(o["stale"], false, "{o:#}");
+    }
+    let r = objs.iter().find(|o| o["kind"] == "ring").unwrap();
+    assert_eq!(r["state"], "sender alive, receiver none", "{r:#}");
+    assert_eq!(r["size"], 4096, "{r:#}");
+    let m = objs.iter().find(|o| o["kind"] == "mailbox").unwrap();
+    assert_eq!(m["state"], "bound, lock held", "{m:#}");
+    // A bound mailbox is listed once, as a mailbox, not again as a socket.
+    let socket = dir.join(&mbox).display().to_string();
+    assert!(
+        ours(&doc, std::slice::from_ref(&socket)).is_empty(),
+        "{doc:#}"
+    );
+    let all = json(&ipcx(&runtime, &["ls", "--json", "--kind", "socket"]));
+    assert!(
+        ours(&all, std::slice::from_ref(&socket)).is_empty(),
+        "{all:#}"
+    );
+
+    child.child().kill().unwrap();
+    child.child().wait().unwrap();
+
+    let doc = json(&ipcx(
+        &runtime,
+        &[
+            "ls", "--stale", "--json", "--kind", "ring", "--kind", "mailbox",
+        ],
+    ));
+    let objs = ours(&doc, &names);
+    assert_eq!(objs.len(), 2, "both are stale: {doc:#}");
+    for o in &objs {
+        assert_eq!(
+            (&o["stale"], &o["sure"]),
+            (&Value::Bool(true), &Value::Bool(true)),
+            "{o:#}"
+        );
+    }
+    let r = objs.iter().find(|o| o["kind"] == "ring").unwrap();
+    assert_eq!(r["state"], "sender dead, receiver none", "{r:#}");
+    assert!(
+        r["why"].as_str().unwrap().contains("died without closing"),
+        "{r:#}"
+    );
+    let m = objs.iter().find(|o| o["kind"] == "mailbox").unwrap();
+    assert_eq!(m["state"], "unbound, lock free", "{m:#}");
+    assert!(
+        ours(&doc, &live_names).is_empty(),
+        "live ones are not stale: {doc:#}"
+    );
+
+    // The table shows the kinds and the sides.
+    let table = stdout(&ipcx(
+        &runtime,
+        &["ls", "--kind", "ring", "--kind", "mailbox"],
+    ));
+    let row = table.lines().find(|l| l.ends_with(&ring)).unwrap();
+    assert!(
+        row.starts_with("ring ")
+            && row.contains("sender dead, receiver none")
+            && row.contains(" yes "),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.ends_with(&mbox)).unwrap();
+    assert!(
+        row.starts_with("mailbox ") && row.contains(" yes "),
+        "{table}"
+    );
+
+    // gc (narrowed to this test's names, see the top of the file) removes the two and
+    // keeps the live ones.
+    let mut args = vec!["gc", "--json"];
+    for n in names.iter().chain(&live_names) {
+        args.extend(["--match", n.as_str()]);
+    }
+    let gc = ipcx(&runtime, &args);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let removed = json(&gc)["removed"].as_array().unwrap().clone();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(!std::path::Path::new(&format!("/dev/shm{ring}")).exists());
+    assert!(!dir.join(&mbox).exists());
+    assert!(!dir.join(format!("{mbox}.lock")).exists());
+    let doc = json(&ipcx(&runtime, &["ls", "--json"]));
+    assert!(ours(&doc, &names).is_empty(), "{doc:#}");
+    assert_eq!(ours(&doc, &live_names).len(), 2, "{doc:#}");
+
+    // Both names can be taken again (reliability item 6).
+    drop(
+        ipcx::ring::RingOptions::new()
+            .capacity(4096)
+            .create_named(&ring)
+            .unwrap(),
+    );
+    drop(
+        ipcx::mailbox::MailboxOptions::new()
+            .dir(&dir)
+            .bind(&mbox)
+            .unwrap(),
+    );
+}
+
+/// `rm ring` and `rm mailbox` refuse one in use (exit 4, saying why and what to do) and
+/// one of another user (exit 4, naming the owner; checked as root only, since making one
+/// needs chown), and remove a stale one.
+#[test]
+fn rm_refuses_a_live_ring_or_mailbox_and_another_users() {
+    let runtime = TempDir::new("rt-rm-ring");
+    let dir = private_runtime(&runtime);
+    let (live, closed, foreign) = (
+        unique_name("ring-rm-live"),
+        unique_name("ring-rm-closed"),
+        unique_name("ring-rm-foreign"),
+    );
+    let mbox = mailbox_name("mbox-rm");
+    let _cleanup = Guard(|| {
+        for n in [&live, &closed, &foreign] {
+            let _ = ipcx::shm::posix::Shm::unlink(n);
+        }
+    });
+    let _rx = ipcx::ring::RingOptions::new()
+        .capacity(4096)
+        .create_named(&live)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let out = ipcx(&runtime, &["rm", "ring", &live]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains(&format!("rm ring {live}: refused: it is in use"))
+            && msg.contains("liveness lock is held")
+            && msg.contains("stop the processes"),
+        "{msg}"
+    );
+    assert!(std::path::Path::new(&format!("/dev/shm{live}")).exists());
+
+    let mailbox = ipcx::mailbox::MailboxOptions::new()
+        .dir(&dir)
+        .bind(&mbox)
+        .unwrap();
+    let out = ipcx(&runtime, &["rm", "mailbox", &mbox]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    assert!(dir.join(&mbox).exists());
+    drop(mailbox);
+
+    // Kept, then closed by its one side: stale, and rm removes it.
+    let mut ring = ipcx::ring::RingOptions::new()
+        .capacity(4096)
+        .create_named(&closed)
+        .unwrap();
+    ring.keep();
+    drop(ring.sender().unwrap());
+    let doc = json(&ipcx(&runtime, &["ls", "--json", "--kind", "ring"]));
+    let o = ours(&doc, std::slice::from_ref(&closed));
+    assert_eq!(o[0]["state"], "sender closed, receiver none", "{doc:#}");
+    assert_eq!(o[0]["sure"], true, "{doc:#}");
+    let out = ipcx(&runtime, &["rm", "ring", &closed]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("removed ring {closed}\n"));
+    assert!(!std::path::Path::new(&format!("/dev/shm{closed}")).exists());
+
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIPPED (part): not root, so no ring of another user can be made here");
+        return;
+    }
+    let mut ring = ipcx::ring::RingOptions::new()
+        .capacity(4096)
+        .create_named(&foreign)
+        .unwrap();
+    ring.keep();
+    drop(ring.sender().unwrap());
+    let path = format!("/dev/shm{foreign}");
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let out = ipcx(&runtime, &["rm", "ring", &foreign]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("refused") && msg.contains("uid 65534"),
+        "{msg}"
+    );
+    // Stale and matched, yet kept by gc: it is not ours.
+    let gc = ipcx(&runtime, &["gc", "--json", "--match", &foreign]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert_eq!(json(&gc)["kept_other_users"], 1, "{}", stdout(&gc));
+    assert!(std::path::Path::new(&path).exists());
+}
