@@ -56,6 +56,12 @@ enum Command {
         /// The peer's instructions, as JSON.
         spec: String,
     },
+    /// A producer of `ipcx bench --soak` (started by it; not for direct use).
+    #[command(hide = true)]
+    SoakChild {
+        /// The producer's instructions, as JSON.
+        spec: String,
+    },
 }
 
 /// Prints a shell completion script to standard output.
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
         Command::BenchChild { spec } => bench::child::main(&spec),
+        Command::SoakChild { spec } => bench::soak::producer_main(&spec),
         Command::Send(args) => exit::finish(msg::send(args)),
         Command::Recv(args) => exit::finish(msg::recv(args)),
         Command::Relay(args) => exit::finish(msg::relay(args)),

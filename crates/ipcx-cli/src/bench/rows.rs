@@ -267,7 +267,7 @@ impl Setup<'_> {
 }
 
 /// Escapes a path for an address target (see [`ipcx::addr`]).
-fn escape_path(bytes: &[u8]) -> String {
+pub fn escape_path(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b == b'%' || b == b'?' || b.is_ascii_control() || !b.is_ascii() {
