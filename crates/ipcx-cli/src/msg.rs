@@ -25,6 +25,8 @@ ADDRESSES:
   mq:/name                   a POSIX message queue (?prio=N for the sender)
   sysv-mq:KEY                a System V message queue (?type=N)
   shm:/name                  POSIX shared memory slots guarded by semaphores
+  ring:/name                 the shared-memory ring (one sender, one receiver for its
+                             life; ?capacity=BYTES&wait=busy|adaptive|blocking)
 Options follow a `?`, joined by `&`: mq:/jobs?capacity=10&msgsize=8192.
 The receiving side (recv, and relay's FROM) creates the object and removes it when it
 exits; the sending side opens or connects, and waits until the receiver exists.

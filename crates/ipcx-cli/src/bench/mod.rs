@@ -105,12 +105,16 @@ pub struct BenchArgs {
     #[arg(long)]
     list: bool,
 
-    /// Soak test instead of measuring: run every mechanism (pipe, fifo, unix,
-    /// unix-dgram, unix-seqpacket, tcp, udp, mq, sysv-mq, shm, ring, mailbox) at once
-    /// for DURATION (500ms, 60s, 10m), several producer processes each, checking every
-    /// message's bytes, checksum and order. Reports messages moved, bytes, lost, torn,
-    /// duplicated and reordered messages and peak memory (VmHWM) per mechanism; exits 1
-    /// if any message was lost, torn, duplicated or reordered, or anything failed.
+    /// Soak test instead of measuring: every mechanism under load for DURATION, every
+    /// message checked.
+    ///
+    /// Runs every mechanism (pipe, fifo, unix, unix-dgram, unix-seqpacket, tcp, udp, mq,
+    /// sysv-mq, shm, ring, mailbox) at once for DURATION (500ms, 60s, 10m), with several
+    /// producer processes each, checking every message's bytes, checksum and
+    /// per-producer order. Reports messages moved, bytes, lost, torn, duplicated and
+    /// reordered messages and peak memory (VmHWM) per mechanism, as a table or with
+    /// --json; exits 1 if any message was lost, torn, duplicated or reordered, or
+    /// anything failed.
     #[arg(
         long,
         value_name = "DURATION",
@@ -119,8 +123,10 @@ pub struct BenchArgs {
     )]
     soak: Option<Duration>,
 
-    /// Producer processes per mechanism in --soak (ring and shm take one: a ring or shm
-    /// channel carries one sender).
+    /// Producer processes per mechanism in --soak (ring and shm: always one).
+    ///
+    /// A ring or shm channel carries one sender for its life, so those two always run
+    /// single-producer, single-consumer.
     #[arg(
         long,
         value_name = "N",
