@@ -249,7 +249,8 @@ fn remove_on_signal(
                 Transport::SysvMq => addr
                     .key()
                     .map_or(Ok(()), ipcx::mq::sysv::SysvMq::remove_key),
-                Transport::Shm => addr
+                // A ring is a POSIX shared memory object too.
+                Transport::Shm | Transport::Ring => addr
                     .name()
                     .map_or(Ok(()), |n| ipcx::shm::posix::Shm::unlink(n.as_str())),
                 _ => Ok(()),

@@ -461,6 +461,28 @@ fn a_terminated_receiver_removes_its_object() {
     assert_eq!(err.kind(), ipcx::ErrorKind::NotFound);
 }
 
+/// The same for a ring, which is a POSIX shared memory object.
+#[test]
+fn a_terminated_ring_receiver_removes_its_ring() {
+    let name = unique_name("term-ring");
+    let _cleanup = Guard(|| {
+        let _ = ipcx::shm::posix::Shm::unlink(&name);
+    });
+    let mut recv = ipcx();
+    recv.args(["recv", &format!("ring:{name}")]);
+    let recv = Running::spawn(recv);
+    let path = format!("/dev/shm{name}");
+    common::wait_until("the ring", || std::path::Path::new(&path).exists());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(recv.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = recv.finish(LONG);
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(!std::path::Path::new(&path).exists(), "{path} is left");
+}
+
 #[test]
 fn help_documents_addresses_formats_and_exit_codes() {
     for cmd in ["send", "recv", "relay"] {
