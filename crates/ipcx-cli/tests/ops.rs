@@ -750,3 +750,82 @@ fn rm_refuses_a_live_ring_or_mailbox_and_another_users() {
     assert_eq!(json(&gc)["kept_other_users"], 1, "{}", stdout(&gc));
     assert!(std::path::Path::new(&path).exists());
 }
+
+/// A shared memory object that starts with the ring magic but whose header is wrong is
+/// listed as a ring with a corrupt header, saying what is wrong, and never as stale for
+/// sure: nothing in it is trusted (reliability items 8 and 9).
+#[test]
+fn a_ring_with_a_corrupt_header_is_listed_as_such_and_not_trusted() {
+    let runtime = TempDir::new("rt-corrupt");
+    let (version, capacity, state) = (
+        unique_name("ring-bad-version"),
+        unique_name("ring-bad-capacity"),
+        unique_name("ring-bad-state"),
+    );
+    let _cleanup = Guard(|| {
+        for n in [&version, &capacity, &state] {
+            let _ = ipcx::shm::posix::Shm::unlink(n);
+        }
+    });
+    let header = |version: u32, capacity: u64, sender: u32| {
+        let mut h = Vec::new();
+        h.extend_from_slice(b"IXRG");
+        h.extend_from_slice(&version.to_ne_bytes());
+        h.extend_from_slice(&512u32.to_ne_bytes());
+        h.extend_from_slice(&0u32.to_ne_bytes());
+        h.extend_from_slice(&capacity.to_ne_bytes());
+        h.extend_from_slice(&sender.to_ne_bytes());
+        h.extend_from_slice(&0u32.to_ne_bytes());
+        h.resize(4096, 0);
+        h
+    };
+    for (name, bytes) in [
+        (&version, header(9, 1024, 0)),
+        (&capacity, header(1, 1 << 40, 0)),
+        (&state, header(1, 1024, 7)),
+    ] {
+        ipcx::shm::posix::ShmOptions::new()
+            .size(4096)
+            .create(name)
+            .unwrap()
+            .keep();
+        std::fs::write(format!("/dev/shm{name}"), bytes).unwrap();
+    }
+    let names = [version.clone(), capacity.clone(), state.clone()];
+    let doc = json(&ipcx(&runtime, &["ls", "--json", "--kind", "ring"]));
+    let objs = ours(&doc, &names);
+    assert_eq!(objs.len(), 3, "{doc:#}");
+    for o in &objs {
+        assert_eq!(o["state"], "corrupt header", "{o:#}");
+        assert_eq!(o["sure"], false, "{o:#}");
+        assert!(o["size"].is_null(), "no size is believed: {o:#}");
+    }
+    let why = |n: &String| {
+        objs.iter().find(|o| o["name"] == n.as_str()).unwrap()["why"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        why(&version).contains("layout version 9"),
+        "{}",
+        why(&version)
+    );
+    assert!(
+        why(&capacity).contains("capacity 1099511627776"),
+        "{}",
+        why(&capacity)
+    );
+    assert!(why(&state).contains("holds 7"), "{}", why(&state));
+    // gc leaves what it cannot be sure of unless --match names it.
+    let gc = ipcx(&runtime, &["gc", "--json", "--kind", "ring", "--dry-run"]);
+    let removed = json(&gc)["removed"].as_array().unwrap().clone();
+    assert!(
+        removed
+            .iter()
+            .all(|o| !names.iter().any(|n| o["name"] == n.as_str())),
+        "{removed:?}"
+    );
+    let out = ipcx(&runtime, &["rm", "ring", &version]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

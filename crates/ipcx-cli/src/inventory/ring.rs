@@ -151,8 +151,8 @@ pub fn object(
         uid: meta.uid(),
         mode: mode_text(meta.mode()),
         size: None,
-        count: None,
-        count_of: None,
+        count: Some(using),
+        count_of: Some("users"),
         creator_pid: None,
         creator_alive: None,
         stale: false,
@@ -173,7 +173,6 @@ pub fn object(
         );
         return obj;
     }
-    obj.size = Some(h.capacity);
     let sides = (
         side(h.sender, locks.held(dev, ino, SENDER_BYTE)),
         side(h.receiver, locks.held(dev, ino, RECEIVER_BYTE)),
@@ -187,13 +186,12 @@ pub fn object(
             return obj;
         }
     };
+    obj.size = Some(h.capacity);
     obj.state = Some(format!(
         "sender {}, receiver {}",
         sender.word(),
         receiver.word()
     ));
-    obj.count = Some(using);
-    obj.count_of = Some("users");
     let alive = [sender, receiver].contains(&Side::Alive);
     let ended = [(sender, "sender"), (receiver, "receiver")]
         .into_iter()
