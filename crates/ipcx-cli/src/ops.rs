@@ -25,8 +25,10 @@ WHEN AN OBJECT IS STALE:
   - an ipcx mailbox (a datagram socket NAME with NAME.lock beside it in the runtime
     directory) whose lock nobody holds and to which no socket is bound.
   These are marked `yes`. Objects whose creator nobody recorded (POSIX shm and
-  semaphores, queues, FIFOs) are marked `yes?` when no process holds them open or
-  mapped: their creator may simply have meant them to persist. System V semaphore
+  semaphores, queues, FIFOs, and rings no side ever claimed or whose header is not
+  valid) are marked `yes?` when no process holds them open or mapped: their creator
+  may simply have meant them to persist. Locks are read from /proc/locks; ls takes
+  none. System V semaphore
   sets and message queues without a record are never marked: the kernel keeps no
   creator pid for them and cannot tell whether anyone uses them.
   Users are found in /proc/<pid>/fd and /proc/<pid>/maps; without root, processes
@@ -110,7 +112,8 @@ pub struct LsArgs {
 /// Objects of another user are refused (exit 4) even for root: remove those with the
 /// owner's account. A ring or mailbox that is alive (a side's or the mailbox's
 /// liveness lock is held, or a process holds it open or mapped) is refused too (exit
-/// 4): stop its processes first. A System V shared memory segment that is still
+/// 4): stop its processes first. So is a socket bound by ipcx whose owner runs (it has
+/// a NAME.lock beside it, held while it lives; rm removes the lock file with it). A System V shared memory segment that is still
 /// attached disappears when the last process detaches.
 #[derive(Args, Debug)]
 #[command(after_long_help = rm_after_help())]

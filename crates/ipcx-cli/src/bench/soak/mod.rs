@@ -25,6 +25,10 @@
 //! unacknowledged (credits on their stdin); mailbox producers make every
 //! [`ACK_EVERY`]-th message a request and wait for its reply. Peak memory is each
 //! process's VmHWM: every producer's, and the bench's (all consumers are its threads).
+//!
+//! `IPCX_SOAK_FAULT=skip|duplicate|corrupt|reorder` in the environment makes every
+//! producer commit that fault once (see [`producer`]): the checker's self-test, which
+//! the command's tests run to show each fault is found on every transport.
 
 mod producer;
 mod wire;
