@@ -391,16 +391,7 @@ impl RemoteMailbox {
                 "send hello",
             )?;
             let mut answer = [0u8; STATUS_LEN];
-            read_full(stream, &mut answer, deadline, "recv hello answer").map_err(|e| {
-                if e.kind() == ErrorKind::PeerGone {
-                    e.with_hint(
-                        "the server closed the connection during the handshake: it may be at \
-                         its connection limit, or not an ipcx mailbox server",
-                    )
-                } else {
-                    e
-                }
-            })?;
+            read_full(stream, &mut answer, deadline, "recv hello answer")?;
             let corrupt = |why: String| {
                 Err(Error::new("recv hello answer", ErrorKind::Corrupt).with_hint(why))
             };
@@ -432,7 +423,17 @@ impl RemoteMailbox {
                 None => corrupt(format!("unknown status {} ({text})", answer[5])),
             }
         };
-        handshake(&mut stream).map_err(|e| e.with_object(object))
+        handshake(&mut stream).map_err(|e| {
+            let e = e.with_object(object);
+            if e.kind() == ErrorKind::PeerGone {
+                e.with_hint(
+                    "the server closed the connection during the handshake: it may be at its \
+                     connection limit, or not an ipcx mailbox server",
+                )
+            } else {
+                e
+            }
+        })
     }
 
     /// Sends `msg` as a request and waits at most `timeout` (connecting and sending
