@@ -107,6 +107,59 @@
 //! 11, 12). A peer in another language needs only a Unix datagram socket bound to a
 //! path, `sendmsg` and `recvmsg`.
 //!
+//! # TCP wire format (version 1)
+//!
+//! `ipcx mailbox serve --tcp ADDR` ([`TcpServer`]) lets peers on other hosts reach the
+//! mailboxes of its directory; nothing is reachable over TCP unless it runs. A client
+//! ([`RemoteMailbox`], or [`Mailbox::request`]/[`Mailbox::send`] given
+//! `name@host:port`) opens one TCP connection per target mailbox. All integers are
+//! little-endian.
+//!
+//! 1. **Hello** (client → server), 8 bytes then the name:
+//!
+//!    | offset | size | field | value |
+//!    |---|---|---|---|
+//!    | 0 | 4 | magic | `"IPMT"` (`49 50 4d 54`) |
+//!    | 4 | 1 | version | `1` |
+//!    | 5 | 1 | name length | 1 to [`NAME_MAX`] |
+//!    | 6 | 2 | reserved | `0` |
+//!    | 8 | n | name | the mailbox name, as [`check_name`] accepts |
+//!
+//! 2. **Answer** (server → client), 16 bytes then the text:
+//!
+//!    | offset | size | field | value |
+//!    |---|---|---|---|
+//!    | 0 | 4 | magic | `"IPMT"` |
+//!    | 4 | 1 | version | `1` |
+//!    | 5 | 1 | status | `0` ok, `1` no such mailbox, `2` its process is gone, `3` bad hello, `4` unsupported version |
+//!    | 6 | 2 | text length | at most 1024 |
+//!    | 8 | 8 | payload cap | the largest payload the server takes |
+//!    | 16 | n | text | UTF-8, why a status is not `0` |
+//!
+//!    On any status but `0` the server closes the connection.
+//! 3. **Messages**, both ways, each exactly an IPMB v1 header (above) followed by
+//!    `payload length` bytes: the client sends requests (kind 1, any non-zero
+//!    correlation id) and one-way messages (kind 3); the server answers each request, in
+//!    order, with a reply (2) or a refusal (4) carrying its id. Flag bit 0 (memfd) is
+//!    never set: no descriptor crosses TCP. Refusals add three reasons to the three
+//!    above: `4` the mailbox is gone, `5` it did not reply within the server's forward
+//!    timeout, `6` forwarding failed otherwise.
+//!
+//! The server treats every peer as hostile: a header whose magic, version, kind, flags
+//! or id rule is wrong closes the connection; a length above the payload cap is refused
+//! (reason 3) and the connection closed, before anything is allocated; a message that
+//! would take the bytes held for all connections past
+//! [`TcpServeOptions::max_queued_bytes`] is read past in 16 KiB pieces and refused
+//! (reason 2), and the connection goes on. Connections are capped
+//! ([`TcpServeOptions::max_connections`]: one more is closed at once), a peer silent for
+//! [`TcpServeOptions::idle_timeout`] between messages is disconnected, and each read and
+//! write must make progress within [`TcpServeOptions::io_timeout`] (a message must
+//! arrive whole within that plus one second per MiB). Every forwarded message comes to
+//! the local mailbox from the server's own mailbox (`tcp-PID-N`) with the server's
+//! credentials: the access list sees the server, not the remote peer. There is no
+//! authentication or encryption: serve on loopback or a trusted network, or behind a
+//! tunnel.
+//!
 //! # Access, limits and backpressure
 //!
 //! - **Access**: a sender is admitted when its kernel-reported uid is the mailbox owner's,

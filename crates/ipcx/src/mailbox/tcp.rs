@@ -731,7 +731,7 @@ impl TcpServeOptions {
                 opts: self.clone(),
                 dir: mailbox.dir().to_path_buf(),
                 mailbox,
-                active: AtomicUsize::new(0),
+                active: Arc::new(AtomicUsize::new(0)),
                 held: AtomicUsize::new(0),
                 stop: AtomicBool::new(false),
                 conns: Mutex::new(HashMap::new()),
@@ -783,7 +783,9 @@ struct ServerShared {
     opts: TcpServeOptions,
     dir: PathBuf,
     mailbox: Mailbox,
-    active: AtomicUsize,
+    /// Connections being served; counted down by each connection's thread after it has
+    /// let go of this structure, so that at 0 the server's mailbox has one owner left.
+    active: Arc<AtomicUsize>,
     /// Payload bytes read from peers and not yet forwarded.
     held: AtomicUsize,
     stop: AtomicBool,
@@ -819,11 +821,23 @@ impl TcpServer {
         self.shared.stats().clone()
     }
 
-    /// Accepts and serves connections, one thread each, until [`shutdown`](TcpServer::shutdown).
+    /// Accepts and serves connections, one thread each, until [`shutdown`](TcpServer::shutdown);
+    /// then closes every connection and waits (up to 2 s) for their threads to end, so
+    /// that dropping the server removes its mailbox.
     ///
     /// A failed `accept` (`EMFILE`, `ENFILE`, a connection reset before it was taken)
     /// is waited out; the listener stays up (reliability item 15).
     pub fn run(&self) -> Result<()> {
+        self.accept_loop();
+        self.shutdown();
+        let until = Instant::now() + Duration::from_secs(2);
+        while self.shared.active.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn accept_loop(&self) {
         while !self.shared.stop.load(Ordering::Acquire) {
             let _ = wait_fd(
                 std::os::fd::AsFd::as_fd(&self.listener),
@@ -856,6 +870,7 @@ impl TcpServer {
             self.shared.active.fetch_add(1, Ordering::AcqRel);
             self.shared.stats().connections += 1;
             let shared = self.shared.clone();
+            let active = self.shared.active.clone();
             let spawned = std::thread::Builder::new()
                 .name("ipcx-mailbox-tcp".into())
                 .spawn(move || {
@@ -865,7 +880,8 @@ impl TcpServer {
                         stats.last_rejected = Some(e);
                     }
                     shared.conns().remove(&id);
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                    drop(shared);
+                    active.fetch_sub(1, Ordering::AcqRel);
                 });
             if spawned.is_err() {
                 if let Some(s) = self.shared.conns().remove(&id) {
@@ -874,7 +890,6 @@ impl TcpServer {
                 self.shared.active.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        Ok(())
     }
 
     /// Stops [`run`](TcpServer::run) within about 100 ms and closes every connection.
