@@ -105,7 +105,9 @@
 //! `unix-seqpacket:` (boundaries, a connection, peer-gone both ways) or `shm:` (no copy
 //! through the kernel, for cooperating processes: a peer that can write the memory can
 //! disturb the semaphores); `mq:` when messages must wait in the kernel without a
-//! receiver running; `tcp:` across machines. `ipcx bench` measures them on your machine.
+//! receiver running; `mailbox:` when many senders reach one named receiver and each
+//! message should say, as the kernel saw it, who sent it; `tcp:` (or
+//! `mailbox:NAME@HOST:PORT`) across machines. `ipcx bench` measures them on your machine.
 
 pub mod frame;
 mod mailbox;
