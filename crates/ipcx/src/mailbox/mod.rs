@@ -845,7 +845,9 @@ impl Shared {
         let fds: Vec<BorrowedFd<'_>> = memfd.iter().map(|m| m.as_fd()).collect();
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let sock = self.socket.as_fd();
-        let mut backoff = Backoff::new();
+        // The receiver's queue holds few datagrams (`net.unix.max_dgram_qlen`, often 10)
+        // and a live receiver drains it within microseconds: start the pauses short.
+        let mut backoff = Backoff::starting_at(Duration::from_micros(50));
         loop {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {

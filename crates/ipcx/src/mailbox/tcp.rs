@@ -145,6 +145,17 @@ fn write_all(
     deadline: Deadline,
     what: &'static str,
 ) -> Result<()> {
+    // A small message goes out in one write, so one segment (TCP_NODELAY is set).
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let joined;
+    let one: [&[u8]; 1];
+    let bufs = if bufs.len() > 1 && total <= 16 * 1024 {
+        joined = bufs.concat();
+        one = [&joined];
+        &one[..]
+    } else {
+        bufs
+    };
     for buf in bufs {
         let mut done = 0;
         while done < buf.len() {
