@@ -378,3 +378,48 @@ fn connections_are_capped_and_silent_peers_are_disconnected() {
     let again = again.unwrap();
     assert_eq!(again.request(b"next", T).unwrap(), b"echo:next");
 }
+
+/// The TCP wire format as documented, spoken by a peer that is not ipcx (Python's
+/// standard library): hello, answer, a request, its reply; and a one-way message.
+#[test]
+fn a_python_peer_speaks_the_documented_tcp_format() {
+    if !common::have_python() {
+        return;
+    }
+    let rt = Runtime::new("mbox-python");
+    let _echo = rt.echo("echo");
+    let (_server, addr) = rt.serve(&[]);
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = r#"
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=10)
+def exact(n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        if not chunk:
+            sys.exit("connection closed")
+        b += chunk
+    return b
+name = b"echo"
+s.sendall(b"IPMT" + struct.pack("<BBH", 1, len(name), 0) + name)
+magic, version, status, text_len, cap = struct.unpack("<4sBBHQ", exact(16))
+text = exact(text_len)
+assert (magic, version, status) == (b"IPMT", 1, 0), (magic, version, status, text)
+payload = b"from python"
+s.sendall(b"IPMB" + struct.pack("<BBHQQ", 1, 1, 0, 42, len(payload)) + payload)
+magic, version, kind, flags, cid, length = struct.unpack("<4sBBHQQ", exact(24))
+assert (magic, version, kind, flags, cid) == (b"IPMB", 1, 2, 0, 42), (kind, cid)
+print(exact(length).decode(), cap)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, host, port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(
+        common::stdout(&out).trim(),
+        format!("echo:from python {}", ipcx::mailbox::DEFAULT_MAX_PAYLOAD)
+    );
+}
