@@ -423,3 +423,32 @@ print(exact(length).decode(), cap)
         format!("echo:from python {}", ipcx::mailbox::DEFAULT_MAX_PAYLOAD)
     );
 }
+
+/// `ipcx relay` between two mailboxes: messages sent to one arrive at the other, whole
+/// and in order, and the sender's identity is the relay's own ephemeral mailbox.
+#[test]
+fn relay_moves_messages_from_one_mailbox_to_another() {
+    let rt = Runtime::new("mbox-relay");
+    let mut recv = rt.ipcx();
+    recv.args(["recv", "mailbox:out", "-c", "3", "-t", "10s", "-f", "hex"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let recv = Running::spawn(recv);
+    let mut relay = rt.ipcx();
+    relay
+        .args(["relay", "mailbox:in", "mailbox:out", "-c", "3", "-t", "10s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let relay = Running::spawn(relay);
+    let out = rt
+        .ipcx()
+        .args(["send", "mailbox:in", "a", "", "ccc", "-t", "10s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = relay.finish(T);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = recv.finish(T);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "61\n\n636363\n");
+}
