@@ -8,6 +8,7 @@ mod advise;
 mod bench;
 mod exit;
 mod inventory;
+mod mailbox;
 mod msg;
 mod ops;
 mod record;
@@ -22,7 +23,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// the machine's own floor. `ipcx ls` lists every IPC object on the machine with its
 /// owner and whether its creator is gone; `ipcx rm` removes one, `ipcx gc` the caller's
 /// stale ones. `ipcx send`, `recv` and `relay` move whole messages between any two
-/// channel addresses (pipes, FIFOs, sockets, TCP/UDP, message queues, shared memory).
+/// channel addresses (pipes, FIFOs, sockets, TCP/UDP, message queues, shared memory,
+/// rings, mailboxes); `ipcx mailbox serve` serves this host's mailboxes over TCP.
 /// `ipcx advise` recommends a transport for a use, ranked by this machine's measurements.
 /// `ipcx completions` prints a shell completion script.
 #[derive(Parser, Debug)]
@@ -45,6 +47,7 @@ enum Command {
     Send(msg::SendArgs),
     Recv(msg::RecvArgs),
     Relay(msg::RelayArgs),
+    Mailbox(mailbox::MailboxArgs),
     Ls(ops::LsArgs),
     Rm(ops::RmArgs),
     Gc(ops::GcArgs),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Send(args) => exit::finish(msg::send(args)),
         Command::Recv(args) => exit::finish(msg::recv(args)),
         Command::Relay(args) => exit::finish(msg::relay(args)),
+        Command::Mailbox(args) => exit::finish(mailbox::run(args)),
         Command::Ls(args) => exit::finish(ops::ls(args)),
         Command::Rm(args) => exit::finish(ops::rm(args)),
         Command::Gc(args) => exit::finish(ops::gc(args)),

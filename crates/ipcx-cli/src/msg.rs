@@ -27,6 +27,9 @@ ADDRESSES:
   shm:/name                  POSIX shared memory slots guarded by semaphores
   ring:/name                 the shared-memory ring (one sender, one receiver for its
                              life; ?capacity=BYTES&wait=busy|adaptive|blocking)
+  mailbox:name               a mailbox in the private runtime directory (a request is
+                             answered with an empty reply once received)
+  mailbox:name@host:port     a mailbox served over TCP by `ipcx mailbox serve` (send only)
 Options follow a `?`, joined by `&`: mq:/jobs?capacity=10&msgsize=8192.
 The receiving side (recv, and relay's FROM) creates the object and removes it when it
 exits; the sending side opens or connects, and waits until the receiver exists.
@@ -253,6 +256,14 @@ fn remove_on_signal(
                 Transport::Shm | Transport::Ring => addr
                     .name()
                     .map_or(Ok(()), |n| ipcx::shm::posix::Shm::unlink(n.as_str())),
+                Transport::Mailbox => addr.mailbox().map_or(Ok(()), |name| {
+                    // The socket file first, then its lock, as the mailbox itself does.
+                    let path = ipcx::runtime::runtime_dir().join(name);
+                    let _ = std::fs::remove_file(&path);
+                    let mut lock = path.into_os_string();
+                    lock.push(".lock");
+                    std::fs::remove_file(lock).map_err(|e| ipcx::Error::from_io("unlink", &e))
+                }),
                 _ => Ok(()),
             };
             if let Some(r) = &record {

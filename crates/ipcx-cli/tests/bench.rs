@@ -243,6 +243,8 @@ fn the_list_names_every_row() {
         "sysv-mq",
         "tcp",
         "udp",
+        "mailbox",
+        "mailbox-tcp",
         "eventfd",
         "pipe-libc",
         "unix-libc",

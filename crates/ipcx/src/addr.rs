@@ -12,7 +12,8 @@
 //! sysv-mq:0x4a4f4253             a System V message queue, by key (decimal or 0x hex)
 //! shm:/jobs                      POSIX shared memory slots guarded by semaphores
 //! ring:/jobs                     the shared-memory ring
-//! mailbox:jobs                   a mailbox (not yet available)
+//! mailbox:jobs                   a mailbox in the private runtime directory
+//! mailbox:jobs@10.0.0.7:7300     a mailbox served over TCP by `ipcx mailbox serve`
 //! ```
 //!
 //! Options follow a `?`, joined by `&`: `mq:/jobs?capacity=10&msgsize=8192&prio=3`. Each
@@ -22,8 +23,8 @@
 //!
 //! | option | transports | meaning | default |
 //! |---|---|---|---|
-//! | `mode` | fifo, unix, unix-dgram, unix-seqpacket, mq, sysv-mq, shm, ring | permission bits of the object the receiver creates (octal) | `0600` |
-//! | `max` | pipe, fifo, unix, tcp, unix-dgram, unix-seqpacket, shm | the largest message, in bytes (`K`, `M`, `G` suffixes: 1024-based) | 16 MiB on byte streams, 64 KiB otherwise |
+//! | `mode` | fifo, unix, unix-dgram, unix-seqpacket, mq, sysv-mq, shm, ring, mailbox | permission bits of the object the receiver creates (octal) | `0600` |
+//! | `max` | pipe, fifo, unix, tcp, unix-dgram, unix-seqpacket, shm, mailbox | the largest message, in bytes (`K`, `M`, `G` suffixes: 1024-based) | 16 MiB on byte streams and mailboxes, 64 KiB otherwise |
 //! | `capacity` | mq, shm, ring | how many messages the queue or slot array holds; a ring's data area in bytes (rounded up to a power of two) | mq: the system's `msg_default`; shm: 4; ring: 1 MiB |
 //! | `wait` | ring | how each side waits: `busy`, `adaptive` or `blocking` ([`crate::ring::Wait`]) | `adaptive` |
 //! | `msgsize` | mq | `mq_msgsize`: the largest message | the system's `msgsize_default` |
@@ -97,7 +98,8 @@ pub enum Transport {
     Shm,
     /// `ring:/NAME`: the shared-memory ring channel ([`crate::ring`]).
     Ring,
-    /// `mailbox:NAME`: a mailbox (parsed; opening it is not supported yet).
+    /// `mailbox:NAME` or `mailbox:NAME@HOST:PORT`: a mailbox ([`crate::mailbox`]), local
+    /// or served over TCP.
     Mailbox,
 }
 
@@ -144,7 +146,8 @@ impl Transport {
                 &["mode", "max"]
             }
             Transport::Tcp => &["max", "nodelay"],
-            Transport::Udp | Transport::Mailbox => &[],
+            Transport::Udp => &[],
+            Transport::Mailbox => &["mode", "max"],
             Transport::Ring => &["mode", "capacity", "wait"],
             Transport::Mq => &["mode", "capacity", "msgsize", "prio"],
             Transport::SysvMq => &["mode", "type"],
@@ -173,7 +176,7 @@ impl Transport {
             Transport::SysvMq => "sysv-mq:0x4a4f4253",
             Transport::Shm => "shm:/jobs",
             Transport::Ring => "ring:/jobs",
-            Transport::Mailbox => "mailbox:jobs",
+            Transport::Mailbox => "mailbox:jobs or mailbox:jobs@127.0.0.1:7300",
         }
     }
 }
@@ -396,7 +399,8 @@ impl Address {
         }
     }
 
-    /// The mailbox name of a `mailbox:` address.
+    /// The target of a `mailbox:` address, as [`Mailbox::send`](crate::mailbox::Mailbox::send)
+    /// takes it: `NAME`, or `NAME@HOST:PORT` for a mailbox served over TCP.
     pub fn mailbox(&self) -> Option<&str> {
         match &self.target {
             Target::Mailbox(m) => Some(m),
@@ -690,11 +694,7 @@ impl FromStr for Address {
             }
             Transport::Mailbox => {
                 let name = unescape_utf8(target).map_err(|hint| invalid(s, hint))?;
-                check_mailbox(&name).map_err(|hint| {
-                    Error::new("parse address", ErrorKind::InvalidName)
-                        .with_object(s)
-                        .with_hint(hint)
-                })?;
+                check_mailbox(&name).map_err(|e| rename(e, s))?;
                 Address::bare(Transport::Mailbox, Target::Mailbox(name))
             }
         };
@@ -722,29 +722,15 @@ impl FromStr for Address {
     }
 }
 
-fn check_mailbox(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("the mailbox name is empty; e.g. mailbox:jobs".into());
+/// Checks a mailbox target: a name ([`crate::mailbox::check_name`]), or
+/// `NAME@HOST:PORT`.
+fn check_mailbox(target: &str) -> Result<()> {
+    match crate::mailbox::tcp::split_remote(target) {
+        Some(remote) => remote.map(drop),
+        None if target.is_empty() => Err(Error::new("parse address", ErrorKind::InvalidName)
+            .with_hint("the mailbox name is empty; e.g. mailbox:jobs")),
+        None => crate::mailbox::check_name(target),
     }
-    if name.len() > crate::name::NAME_MAX {
-        return Err(format!(
-            "the mailbox name is {} bytes; the limit is {} bytes",
-            name.len(),
-            crate::name::NAME_MAX
-        ));
-    }
-    if name == "."
-        || name == ".."
-        || name
-            .bytes()
-            .any(|b| b == b'/' || b == b'\0' || b.is_ascii_control())
-    {
-        return Err(
-            "a mailbox name is one component: no '/', NUL or control characters, not '.' or '..'"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 /// Splits `HOST:PORT` or `[V6]:PORT`.
@@ -970,10 +956,18 @@ mod tests {
             }),
             names,
             any::<i32>().prop_filter_map("not IPC_PRIVATE", |k| Address::sysv_mq(Key::new(k)).ok()),
-            component().prop_filter_map("a valid mailbox", |m| {
-                check_mailbox(&m).ok()?;
-                Some(Address::bare(Transport::Mailbox, Target::Mailbox(m)))
-            }),
+            (
+                "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,20}",
+                prop::option::of(("[a-z0-9]{1,8}(\\.[a-z0-9]{1,8}){0,2}", 1u16..))
+            )
+                .prop_filter_map("a valid mailbox", |(m, remote)| {
+                    let m = match remote {
+                        Some((host, port)) => format!("{m}@{host}:{port}"),
+                        None => m,
+                    };
+                    check_mailbox(&m).ok()?;
+                    Some(Address::bare(Transport::Mailbox, Target::Mailbox(m)))
+                }),
         ]
     }
 

@@ -208,6 +208,12 @@ impl Backoff {
         }
     }
 
+    /// A backoff whose first pause is `first` (then doubling up to 20 ms), for waits
+    /// that usually end within microseconds.
+    pub(crate) fn starting_at(first: Duration) -> Backoff {
+        Backoff { pause: first }
+    }
+
     /// Sleeps the next pause, or fails with the deadline's error if no time is left.
     pub(crate) fn sleep(
         &mut self,

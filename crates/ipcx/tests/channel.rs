@@ -164,6 +164,7 @@ enum Kind {
     SysvMq,
     Shm,
     Ring,
+    Mailbox,
 }
 
 impl Kind {
@@ -172,7 +173,7 @@ impl Kind {
     fn sees_sender_gone(self) -> bool {
         !matches!(
             self,
-            Kind::UnixDgram | Kind::Udp | Kind::Udp6 | Kind::Mq | Kind::SysvMq
+            Kind::UnixDgram | Kind::Udp | Kind::Udp6 | Kind::Mq | Kind::SysvMq | Kind::Mailbox
         )
     }
 }
@@ -184,6 +185,8 @@ enum Guard {
     Mq(String),
     Shm(String),
     Sysv(ipcx::sysv::Key),
+    /// A mailbox's socket file in the runtime directory.
+    Mailbox(std::path::PathBuf),
 }
 
 impl Drop for Guard {
@@ -197,6 +200,12 @@ impl Drop for Guard {
             }
             Guard::Sysv(key) => {
                 let _ = ipcx::mq::sysv::SysvMq::remove_key(*key);
+            }
+            Guard::Mailbox(path) => {
+                let _ = std::fs::remove_file(&*path);
+                let mut lock = path.clone().into_os_string();
+                lock.push(".lock");
+                let _ = std::fs::remove_file(lock);
             }
             Guard::None | Guard::Dir(_) => {}
         }
@@ -242,6 +251,17 @@ fn setup(kind: Kind) -> (String, Guard) {
         Kind::Ring => {
             let name = common::unique_name("shm");
             (format!("ring:{name}?capacity=256K"), Guard::Shm(name))
+        }
+        Kind::Mailbox => {
+            // Mailboxes live in the runtime directory, which the test's children share;
+            // the name is unique as POSIX names are, without the slash.
+            let name = common::unique_name("mailbox");
+            let name = name.trim_start_matches('/').to_string();
+            let dir = ipcx::runtime::ensure_runtime_dir().unwrap();
+            (
+                format!("mailbox:{name}?max=1M"),
+                Guard::Mailbox(dir.join(&name)),
+            )
         }
     }
 }
@@ -493,6 +513,7 @@ transports! {
     SysvMq: conformance_sysv_mq, receiver_gone_sysv_mq;
     Shm: conformance_shm, receiver_gone_shm;
     Ring: conformance_ring, receiver_gone_ring;
+    Mailbox: conformance_mailbox, receiver_gone_mailbox;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -760,14 +781,32 @@ fn sender_waits_for_a_receiver_that_comes_later() {
     assert_eq!(receiver.join().unwrap(), b"made it");
 }
 
+/// A mailbox receiver binds locally only; a sender to a mailbox nobody bound is told so,
+/// naming the address; the receiver names its sender's ephemeral mailbox.
 #[test]
-fn mailbox_is_not_available_yet() {
-    let addr: Address = "mailbox:jobs".parse().unwrap();
-    let err = channel::receiver(&addr).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
-    assert!(err.to_string().contains("issue 7"), "{err}");
+fn mailbox_addresses_local_and_remote() {
+    let (text, _guard) = setup(Kind::Mailbox);
+    let addr: Address = text.parse().unwrap();
     let err = channel::try_sender(&addr).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string().contains("no receiver at this address yet"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"mailbox:"), "{err}");
+    let remote: Address = "mailbox:jobs@127.0.0.1:9".parse().unwrap();
+    let err = channel::receiver(&remote).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("ipcx mailbox serve"), "{err}");
+    let mut rx = channel::receiver(&addr).unwrap();
+    let mut tx = channel::try_sender(&addr).unwrap();
+    tx.send_timeout(b"hi", T).unwrap();
+    let mut buf = vec![0u8; rx.max_message()];
+    let n = rx.recv_timeout(&mut buf, T).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    drop(rx);
+    let err = tx.send_timeout(b"x", T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
 }
 
 /// A second receiver on a taken name, path or port fails with AlreadyExists.
@@ -1113,7 +1152,11 @@ fn addresses_parse_print_and_round_trip() {
         ("shm:100%25", "shm:/100%25"),
         ("ring:/r%3f", "ring:/r%3F"),
         ("mq:/tab%09", "mq:/tab%09"),
-        ("mailbox:a%3Fb%25", "mailbox:a%3Fb%25"),
+        ("mailbox:jobs@127.0.0.1:7300", "mailbox:jobs@127.0.0.1:7300"),
+        (
+            "mailbox:jobs@[::1]:7300?max=1K&mode=640",
+            "mailbox:jobs@[::1]:7300?mode=0640&max=1024",
+        ),
     ] {
         let a: Address = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(a.to_string(), canonical, "{input}");
@@ -1127,8 +1170,11 @@ fn addresses_parse_print_and_round_trip() {
     assert_eq!(a.name().unwrap().as_str(), "/a?b");
     assert_eq!(a.options().prio, Some(1));
     assert_eq!(
-        "mailbox:a%3Fb%25".parse::<Address>().unwrap().mailbox(),
-        Some("a?b%")
+        "mailbox:jobs@[::1]:7300"
+            .parse::<Address>()
+            .unwrap()
+            .mailbox(),
+        Some("jobs@[::1]:7300")
     );
     for (name, printed) in [
         ("a?b", "mq:/a%3Fb"),
@@ -1255,7 +1301,20 @@ fn bad_addresses_say_what_is_wrong() {
             "`jobs` is not a System V key",
         ),
         ("sysv-mq:0", ErrorKind::InvalidInput, "IPC_PRIVATE"),
-        ("mailbox:a/b", ErrorKind::InvalidName, "one component"),
+        ("mailbox:a/b", ErrorKind::InvalidName, "'/' is not allowed"),
+        (
+            "mailbox:a?b",
+            ErrorKind::InvalidInput,
+            "option `b` has no value",
+        ),
+        ("mailbox:x.lock", ErrorKind::InvalidName, "reserved"),
+        ("mailbox:jobs@host", ErrorKind::InvalidInput, "no `:PORT`"),
+        ("mailbox:jobs@host:0", ErrorKind::InvalidInput, "1 to 65535"),
+        (
+            "mailbox:@host:7",
+            ErrorKind::InvalidName,
+            "at least one character",
+        ),
         ("mq:/100%", ErrorKind::InvalidInput, "two hex digits"),
         ("shm:/%zz", ErrorKind::InvalidInput, "two hex digits"),
         ("mq:/%FF", ErrorKind::InvalidInput, "not UTF-8"),
@@ -1264,7 +1323,11 @@ fn bad_addresses_say_what_is_wrong() {
             ErrorKind::InvalidName,
             "no '/' after the first",
         ),
-        ("mailbox:a%2Fb", ErrorKind::InvalidName, "one component"),
+        (
+            "mailbox:a%2Fb",
+            ErrorKind::InvalidName,
+            "'/' is not allowed",
+        ),
         ("mq:/jobs?", ErrorKind::InvalidInput, "nothing follows `?`"),
         (
             "mq:/jobs?capacity",

@@ -62,6 +62,11 @@ fn nothing_left_behind() {
             "sysv-shm-id" => shm.iter().any(|&(_, id)| id.to_string() == *value),
             "sysv-sem-id" => sem.iter().any(|&(_, id)| id.to_string() == *value),
             "sysv-msg-id" => msg.iter().any(|&(_, id)| id.to_string() == *value),
+            // A mailbox in the runtime directory: its socket file or its lock.
+            "mailbox" => {
+                let dir = ipcx::runtime::runtime_dir();
+                dir.join(bare).exists() || dir.join(format!("{bare}.lock")).exists()
+            }
             other => panic!("unknown ledger kind {other:?}"),
         };
         checked += 1;

@@ -716,3 +716,61 @@ for _ in range(2):
         assert_eq!(client.request("srv", b"up?", T).unwrap(), b"still here");
     });
 }
+
+/// The liveness probe of pending requests tests the owner's lock byte with
+/// `F_OFD_GETLK` and never takes a lock: a process that binds the name of a server that
+/// just died, while several requests still watch it, is never refused with
+/// AlreadyExists (a probe by `flock(LOCK_SH)` held the dead owner's lock for a moment,
+/// and a binder hitting that moment was refused). The pending requests end with
+/// PeerGone (the probe saw the death) or TimedOut (the new owner's lock was seen
+/// first), never hang. A stress check only: the old probe's window was microseconds
+/// wide and this test did not catch it in three runs against it; the guarantee comes
+/// from the probe itself, which takes no lock.
+#[test]
+fn binding_a_dead_servers_name_never_collides_with_liveness_probes() {
+    if common::role().is_some() {
+        let mb = opts(Path::new(&common::arg("DIR"))).bind("srv").unwrap();
+        common::say("ready");
+        for _ in 0..8 {
+            mb.recv_timeout(T).unwrap();
+        }
+        common::say("got all");
+        common::die_like_a_crash();
+    }
+    let dir = private_tempdir();
+    let mut srv = Peer::spawn(
+        "binding_a_dead_servers_name_never_collides_with_liveness_probes",
+        "server",
+        &[("DIR", dir.path().to_str().unwrap())],
+    );
+    srv.expect("ready");
+    let client = opts(dir.path()).bind("client").unwrap();
+    std::thread::scope(|s| {
+        let pending: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| client.request("srv", b"hang", Duration::from_secs(3))))
+            .collect();
+        srv.expect("got all");
+        let _ = common::finish(srv.child.take().unwrap());
+        // The server is dead and reaped: its locks are released. Bind its name again and
+        // again while the requests' probes run every LIVENESS_TICK.
+        let until = Instant::now() + Duration::from_millis(300);
+        let mut binds = 0;
+        while Instant::now() < until {
+            match opts(dir.path()).bind("srv") {
+                Ok(mb) => {
+                    binds += 1;
+                    drop(mb);
+                }
+                Err(e) => panic!("bind {binds} of a dead server's name failed: {e}"),
+            }
+        }
+        assert!(binds > 0);
+        for p in pending {
+            let err = p.join().unwrap().unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::PeerGone | ErrorKind::TimedOut),
+                "{err}"
+            );
+        }
+    });
+}

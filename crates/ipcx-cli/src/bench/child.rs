@@ -99,6 +99,13 @@ fn open(spec: &PeerSpec) -> Fallible<Box<dyn Port>> {
             Box::new(FdPort::sockets(pings, replies, *size))
         }
         PeerLink::LibcMq { recv, send, size } => Box::new(MqPort::open(send, recv, *size)?),
+        PeerLink::Mailbox { name, tcp } => {
+            let (port, target) = super::mailbox::ServerPort::bind(name, *tcp)?;
+            let mut out = std::io::stdout().lock();
+            std::io::Write::write_all(&mut out, format!("ready {target}\n").as_bytes())?;
+            std::io::Write::flush(&mut out)?;
+            Box::new(port)
+        }
     })
 }
 

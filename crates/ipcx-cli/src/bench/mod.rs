@@ -13,6 +13,7 @@
 pub mod child;
 mod direct;
 mod machine;
+mod mailbox;
 mod measure;
 mod port;
 mod report;
@@ -58,8 +59,8 @@ const QUICK_ITERATIONS: u64 = 300;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Rows: ring-busy, ring, ring-blocking, shm-atomic, shm-sem, pipe, fifo, \
-    unix, unix-dgram, unix-seqpacket, mq, sysv-mq, tcp, udp, eventfd, pipe-libc, unix-libc, \
-    mq-libc (--list describes them)."
+    unix, unix-dgram, unix-seqpacket, mq, sysv-mq, tcp, udp, mailbox, mailbox-tcp, eventfd, \
+    pipe-libc, unix-libc, mq-libc (--list describes them)."
 )]
 pub struct BenchArgs {
     /// Run only these rows (comma-separated names; see --list). The floors always run.

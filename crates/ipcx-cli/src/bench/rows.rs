@@ -48,6 +48,10 @@ pub enum RowId {
     SysvMq,
     Tcp,
     Udp,
+    /// Request/reply between two mailboxes.
+    Mailbox,
+    /// Request/reply through the mailbox TCP server on loopback.
+    MailboxTcp,
     Eventfd,
     PipeLibc,
     UnixLibc,
@@ -70,7 +74,7 @@ pub enum Wait {
 
 impl RowId {
     /// The rows `--only` can name, in the order they run.
-    pub const SELECTABLE: [RowId; 18] = [
+    pub const SELECTABLE: [RowId; 20] = [
         RowId::RingBusy,
         RowId::Ring,
         RowId::RingBlocking,
@@ -85,6 +89,8 @@ impl RowId {
         RowId::SysvMq,
         RowId::Tcp,
         RowId::Udp,
+        RowId::Mailbox,
+        RowId::MailboxTcp,
         RowId::Eventfd,
         RowId::PipeLibc,
         RowId::UnixLibc,
@@ -108,6 +114,8 @@ impl RowId {
             RowId::SysvMq => "sysv-mq",
             RowId::Tcp => "tcp",
             RowId::Udp => "udp",
+            RowId::Mailbox => "mailbox",
+            RowId::MailboxTcp => "mailbox-tcp",
             RowId::Eventfd => "eventfd",
             RowId::PipeLibc => "pipe-libc",
             RowId::UnixLibc => "unix-libc",
@@ -134,6 +142,10 @@ impl RowId {
             RowId::SysvMq => "System V message queues (`sysv-mq:` channel)",
             RowId::Tcp => "TCP over loopback, framed (`tcp:` channel)",
             RowId::Udp => "UDP over loopback (`udp:` channel)",
+            RowId::Mailbox => "mailbox request/reply (Mailbox::request, Envelope::reply)",
+            RowId::MailboxTcp => {
+                "mailbox request/reply over TCP loopback through the mailbox server (`name@host:port`)"
+            }
             RowId::Eventfd => "two eventfds, no payload (ipcx::eventfd)",
             RowId::PipeLibc => "pipes with libc read/write: the baseline of `pipe`",
             RowId::UnixLibc => {
@@ -225,6 +237,9 @@ pub enum PeerLink {
         send: String,
         size: usize,
     },
+    /// Bind the mailbox `name` in the runtime directory (and with `tcp`, serve it on a
+    /// loopback port), print `ready TARGET`, and answer requests.
+    Mailbox { name: String, tcp: bool },
 }
 
 /// Where the row's peer runs and what it creates.
@@ -306,6 +321,11 @@ fn spawn(
 
 /// Reads the peer's `ready ADDRESS` line from its stdout.
 fn read_ready(stdout: OwnedFd) -> Fallible<Address> {
+    Ok(read_ready_line(stdout)?.parse()?)
+}
+
+/// Reads the peer's `ready WHERE` line from its stdout: what follows `ready `.
+fn read_ready_line(stdout: OwnedFd) -> Fallible<String> {
     let reader = PipeReader::try_from(stdout)?;
     let deadline = Instant::now() + SETUP_WAIT;
     let mut line = Vec::new();
@@ -329,7 +349,7 @@ fn read_ready(stdout: OwnedFd) -> Fallible<Address> {
         .next()
         .and_then(|l| l.strip_prefix("ready "))
         .ok_or_else(|| format!("the peer said {text:?} instead of `ready ADDRESS`"))?;
-    Ok(addr.parse()?)
+    Ok(addr.to_string())
 }
 
 /// A memfd for a link, and a copy of its descriptor to be the peer's stdin.
@@ -402,6 +422,21 @@ pub fn connect(row: RowId, setup: &Setup<'_>) -> Fallible<Box<dyn Port>> {
         }
         RowId::Tcp => channel_link(row, setup, "tcp:127.0.0.1:0", "tcp:127.0.0.1:0", false),
         RowId::Udp => channel_link(row, setup, "udp:127.0.0.1:0", "udp:127.0.0.1:0", true),
+        RowId::Mailbox | RowId::MailboxTcp => {
+            let name = format!("ipcx-bench-{}-{}", std::process::id(), row.name());
+            let link = PeerLink::Mailbox {
+                name: name.clone(),
+                tcp: row == RowId::MailboxTcp,
+            };
+            let (_, stdout) = spawn(&setup.spec(row, link), Stdio::null(), Stdio::piped())?;
+            let stdout = stdout.ok_or("the peer's stdout was not piped")?;
+            let target = read_ready_line(stdout)?;
+            Ok(Box::new(super::mailbox::ClientPort::connect(
+                &target,
+                &format!("{name}-bench"),
+                SETUP_WAIT,
+            )?))
+        }
         RowId::Pipe => {
             let spec = setup.spec(row, PeerLink::Pipe);
             let (to_peer, from_peer) = spawn(&spec, Stdio::piped(), Stdio::piped())?;

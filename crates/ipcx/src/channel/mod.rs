@@ -74,7 +74,14 @@
 //! | `sysv-mq:KEY` | the queue (`msgget`, `IPC_RMID`) | kernel's | `/proc/sys/kernel/msgmax` (and the queue's `msg_qbytes`) | **cannot tell** | the queue is removed (`EIDRM`) |
 //! | `shm:/NAME` | the object (`shm_open`, `shm_unlink`) | slots | `max`, 64 KiB | within about 50 ms, clean exit or crash (a state word and a lock byte) | the same |
 //! | `ring:/NAME` | the object (`shm_open`, `shm_unlink`) | records | `capacity` − 8, 1 MiB − 8 by default | within about 50–100 ms, clean exit or crash (a state word and a lock byte) | at once after a clean close; after a crash, when the ring is full |
-//! | `mailbox:` | — | — | — | — | — (not yet available: [`ErrorKind::Unsupported`]) |
+//! | `mailbox:NAME` | the mailbox (socket file and lock in the runtime directory) | kernel's (datagrams; memfd above 16 KiB) | `max`, 16 MiB | **cannot tell** (many senders, no connection) | the socket file is gone (`ENOENT`) or stale (`ECONNREFUSED`) |
+//! | `mailbox:NAME@H:P` | — (a sender only: the mailbox is served by `ipcx mailbox serve --tcp`) | IPMB frames over TCP | `max`, and the server's cap | — | the server closes the connection |
+//!
+//! A `mailbox:` sender binds an ephemeral mailbox of its own (`send-PID-N`), which the
+//! receiver sees as the sender of every message ([`MailboxSender`]); a `mailbox:`
+//! receiver answers requests from [`crate::mailbox::Mailbox::request`] with an empty
+//! reply once it hands them out, and stops reading while its queue is full, so senders
+//! wait instead of messages being dropped ([`MailboxReceiver`]).
 //!
 //! Where the receiver cannot tell, its waits run until their timeout; use a timeout, or
 //! an end-of-data message of your own protocol. A byte stream's sender whose
@@ -98,9 +105,12 @@
 //! `unix-seqpacket:` (boundaries, a connection, peer-gone both ways) or `shm:` (no copy
 //! through the kernel, for cooperating processes: a peer that can write the memory can
 //! disturb the semaphores); `mq:` when messages must wait in the kernel without a
-//! receiver running; `tcp:` across machines. `ipcx bench` measures them on your machine.
+//! receiver running; `mailbox:` when many senders reach one named receiver and each
+//! message should say, as the kernel saw it, who sent it; `tcp:` (or
+//! `mailbox:NAME@HOST:PORT`) across machines. `ipcx bench` measures them on your machine.
 
 pub mod frame;
+mod mailbox;
 mod mq;
 mod shm;
 mod socket;
@@ -111,6 +121,7 @@ mod typed;
 use std::fmt;
 use std::time::Duration;
 
+pub use mailbox::{DEFAULT_MAILBOX_MAX, MailboxReceiver, MailboxSender};
 pub use mq::{MqReceiver, MqSender, SysvMqReceiver, SysvMqSender};
 pub use shm::{DEFAULT_SHM_CAPACITY, DEFAULT_SHM_MAX, ShmReceiver, ShmSender};
 pub use socket::{
@@ -287,8 +298,8 @@ pub(crate) use forms;
 /// # Errors
 /// The transport's errors for creating its object, naming the address:
 /// [`ErrorKind::AlreadyExists`] if another receiver has the name, path or port;
-/// [`ErrorKind::LimitReached`] with the limit named; [`ErrorKind::Unsupported`] for
-/// `mailbox:`, which arrives in a later release.
+/// [`ErrorKind::LimitReached`] with the limit named; [`ErrorKind::InvalidInput`] for a
+/// remote `mailbox:NAME@HOST:PORT`, which only senders reach.
 pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
     let rx: Box<dyn Receiver + Send> = match addr.transport() {
         Transport::Pipe | Transport::Fifo | Transport::Unix | Transport::Tcp => {
@@ -300,7 +311,7 @@ pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
         Transport::SysvMq => Box::new(SysvMqReceiver::open(addr)?),
         Transport::Shm => Box::new(ShmReceiver::open(addr)?),
         Transport::Ring => Box::new(ring_receiver(addr)?),
-        Transport::Mailbox => return Err(not_yet(addr, "receiver")),
+        Transport::Mailbox => Box::new(MailboxReceiver::open(addr)?),
     };
     Ok(rx)
 }
@@ -309,8 +320,7 @@ pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
 /// exist.
 ///
 /// # Errors
-/// The transport's errors for opening or connecting, naming the address;
-/// [`ErrorKind::Unsupported`] for `mailbox:`.
+/// The transport's errors for opening or connecting, naming the address.
 pub fn sender(addr: &Address) -> Result<Box<dyn Sender + Send>> {
     open_sender(addr, Deadline::Never)
 }
@@ -344,7 +354,7 @@ fn open_sender(addr: &Address, deadline: Deadline) -> Result<Box<dyn Sender + Se
         Transport::SysvMq => Box::new(SysvMqSender::open(addr, deadline)?),
         Transport::Shm => Box::new(ShmSender::open(addr, deadline)?),
         Transport::Ring => Box::new(ring_sender(addr, deadline)?),
-        Transport::Mailbox => return Err(not_yet(addr, "sender")),
+        Transport::Mailbox => Box::new(MailboxSender::open(addr, deadline)?),
     })
 }
 
@@ -386,16 +396,6 @@ fn ring_options(addr: &Address) -> crate::ring::RingOptions {
         opts = opts.capacity(capacity);
     }
     opts
-}
-
-fn not_yet(addr: &Address, side: &str) -> Error {
-    let issue = "mailboxes arrive with issue 7";
-    Error::new("open channel", ErrorKind::Unsupported)
-        .with_object(addr)
-        .with_hint(format!(
-            "a {side} for `{}:` addresses is not available yet: {issue}",
-            addr.transport()
-        ))
 }
 
 /// Runs `attempt` until it succeeds, retrying while it fails because the receiver does

@@ -64,13 +64,16 @@
 //! Seqpacket would add connections, and with them peer-death notices, but a connection
 //! carries no name of the connecting mailbox that the kernel vouches for, and every
 //! mailbox would hold one connection per peer. What datagrams lack, knowing that the
-//! mailbox one is waiting on died (reliability item 4), comes from its lock file: a
-//! request opens `<path>.lock` before sending, and while replies are awaited the mailbox
-//! tries a shared, non-blocking `flock` on it every [`LIVENESS_TICK`]. The server's
-//! exclusive lock is released by the kernel when its process dies, whatever the cause,
-//! so the try then succeeds and every request pending on that server fails with
-//! [`ErrorKind::PeerGone`]. No PID is involved (item 5). A peer whose lock file cannot be
-//! opened (not an ipcx mailbox, or another user's) is waited on until the timeout.
+//! mailbox one is waiting on died (reliability item 4), comes from its lock file: the
+//! owner holds, besides its `flock`, an open-file-description lock (`F_OFD_SETLK`) on
+//! byte 0 of `<path>.lock`. A request opens the lock file before sending, and while
+//! replies are awaited the mailbox tests that byte with `F_OFD_GETLK` every
+//! [`LIVENESS_TICK`]. The kernel releases the owner's locks when its process dies,
+//! whatever the cause, so the test then finds the byte free and every request pending
+//! on that server fails with [`ErrorKind::PeerGone`]. The test never takes a lock, so a
+//! prober never makes a new binder of the name see it as taken. No PID is involved
+//! (item 5). A peer whose lock file cannot be opened (not an ipcx mailbox, or another
+//! user's) is waited on until the timeout.
 //!
 //! # Wire format (version 1)
 //!
@@ -104,6 +107,59 @@
 //! 11, 12). A peer in another language needs only a Unix datagram socket bound to a
 //! path, `sendmsg` and `recvmsg`.
 //!
+//! # TCP wire format (version 1)
+//!
+//! `ipcx mailbox serve --tcp ADDR` ([`TcpServer`]) lets peers on other hosts reach the
+//! mailboxes of its directory; nothing is reachable over TCP unless it runs. A client
+//! ([`RemoteMailbox`], or [`Mailbox::request`]/[`Mailbox::send`] given
+//! `name@host:port`) opens one TCP connection per target mailbox. All integers are
+//! little-endian.
+//!
+//! 1. **Hello** (client → server), 8 bytes then the name:
+//!
+//!    | offset | size | field | value |
+//!    |---|---|---|---|
+//!    | 0 | 4 | magic | `"IPMT"` (`49 50 4d 54`) |
+//!    | 4 | 1 | version | `1` |
+//!    | 5 | 1 | name length | 1 to [`NAME_MAX`] |
+//!    | 6 | 2 | reserved | `0` |
+//!    | 8 | n | name | the mailbox name, as [`check_name`] accepts |
+//!
+//! 2. **Answer** (server → client), 16 bytes then the text:
+//!
+//!    | offset | size | field | value |
+//!    |---|---|---|---|
+//!    | 0 | 4 | magic | `"IPMT"` |
+//!    | 4 | 1 | version | `1` |
+//!    | 5 | 1 | status | `0` ok, `1` no such mailbox, `2` its process is gone, `3` bad hello, `4` unsupported version |
+//!    | 6 | 2 | text length | at most 1024 |
+//!    | 8 | 8 | payload cap | the largest payload the server takes |
+//!    | 16 | n | text | UTF-8, why a status is not `0` |
+//!
+//!    On any status but `0` the server closes the connection.
+//! 3. **Messages**, both ways, each exactly an IPMB v1 header (above) followed by
+//!    `payload length` bytes: the client sends requests (kind 1, any non-zero
+//!    correlation id) and one-way messages (kind 3); the server answers each request, in
+//!    order, with a reply (2) or a refusal (4) carrying its id. Flag bit 0 (memfd) is
+//!    never set: no descriptor crosses TCP. Refusals add three reasons to the three
+//!    above: `4` the mailbox is gone, `5` it did not reply within the server's forward
+//!    timeout, `6` forwarding failed otherwise.
+//!
+//! The server treats every peer as hostile: a header whose magic, version, kind, flags
+//! or id rule is wrong closes the connection; a length above the payload cap is refused
+//! (reason 3) and the connection closed, before anything is allocated; a message that
+//! would take the bytes held for all connections past
+//! [`TcpServeOptions::max_queued_bytes`] is read past in 16 KiB pieces and refused
+//! (reason 2), and the connection goes on. Connections are capped
+//! ([`TcpServeOptions::max_connections`]: one more is closed at once), a peer silent for
+//! [`TcpServeOptions::idle_timeout`] between messages is disconnected, and each read and
+//! write must make progress within [`TcpServeOptions::io_timeout`] (a message must
+//! arrive whole within that plus one second per MiB). Every forwarded message comes to
+//! the local mailbox from the server's own mailbox (`tcp-PID-N`) with the server's
+//! credentials: the access list sees the server, not the remote peer. There is no
+//! authentication or encryption: serve on loopback or a trusted network, or behind a
+//! tunnel.
+//!
 //! # Access, limits and backpressure
 //!
 //! - **Access**: a sender is admitted when its kernel-reported uid is the mailbox owner's,
@@ -134,9 +190,16 @@
 //! # References
 //! - [unix(7): `SO_PASSCRED`, `SCM_CREDENTIALS`, `SCM_RIGHTS`](https://man7.org/linux/man-pages/man7/unix.7.html)
 //! - [flock(2)](https://man7.org/linux/man-pages/man2/flock.2.html)
+//! - [fcntl(2), "Open file description locks"](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 //! - [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 
+pub(crate) mod tcp;
 mod wire;
+
+pub use tcp::{
+    DEFAULT_FORWARD_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    RemoteMailbox, TcpServeOptions, TcpServer, TcpServerStats,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -153,7 +216,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
@@ -206,6 +269,10 @@ pub struct MailboxOptions {
     max_payload: usize,
     max_queued_bytes: usize,
     inline_threshold: usize,
+    /// When the queued-bytes bound is reached, stop reading the socket (senders wait in
+    /// the kernel) instead of refusing. Only for mailboxes that never request: a reply
+    /// would wait behind the queue. The channel layer's receivers use it.
+    pub(crate) hold_when_full: bool,
 }
 
 impl Default for MailboxOptions {
@@ -218,6 +285,7 @@ impl Default for MailboxOptions {
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            hold_when_full: false,
         }
     }
 }
@@ -317,6 +385,7 @@ impl MailboxOptions {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            remotes: Mutex::new(HashMap::new()),
         });
         let reader = {
             let shared = shared.clone();
@@ -443,38 +512,55 @@ impl Mailbox {
         self.shared.path()
     }
 
+    /// The directory the mailbox is bound in (canonical): where names it is given
+    /// resolve.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     /// What the mailbox received and dropped so far.
     pub fn stats(&self) -> MailboxStats {
         self.shared.lock().stats.clone()
     }
 
-    /// Sends a one-way message to `to` (a name in this mailbox's directory, or an
-    /// absolute path), waiting as long as the receiver's socket queue is full.
+    /// Sends a one-way message to `to` (a name in this mailbox's directory, an absolute
+    /// path, or `name@host:port` for a mailbox served over TCP), waiting as long as the
+    /// receiver's socket queue is full.
     ///
     /// # Errors
     /// [`ErrorKind::MessageTooLarge`] above [`MailboxOptions::max_payload`];
     /// [`ErrorKind::NotFound`] when no mailbox has that name; [`ErrorKind::PeerGone`]
     /// when its socket file is left by a dead process.
     pub fn send(&self, to: &str, msg: &[u8]) -> Result<()> {
-        self.shared
-            .send_message(to, Kind::OneWay, 0, msg, Deadline::Never)
+        self.send_until(to, msg, Deadline::Never)
     }
 
     /// [`send`](Mailbox::send) only if the receiver's queue has room now
     /// ([`ErrorKind::WouldBlock`] otherwise).
     pub fn try_send(&self, to: &str, msg: &[u8]) -> Result<()> {
-        self.shared
-            .send_message(to, Kind::OneWay, 0, msg, Deadline::Now)
+        self.send_until(to, msg, Deadline::Now)
     }
 
     /// [`send`](Mailbox::send), waiting at most `timeout` for room.
     pub fn send_timeout(&self, to: &str, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.shared
-            .send_message(to, Kind::OneWay, 0, msg, Deadline::after(timeout))
+        self.send_until(to, msg, Deadline::after(timeout))
+    }
+
+    pub(crate) fn send_until(&self, to: &str, msg: &[u8], deadline: Deadline) -> Result<()> {
+        if to.contains('@') {
+            return self.shared.remote(to, deadline)?.send_until(msg, deadline);
+        }
+        self.shared.send_message(to, Kind::OneWay, 0, msg, deadline)
+    }
+
+    pub(crate) fn recv_until(&self, deadline: Deadline) -> Result<Envelope> {
+        self.shared.recv(deadline)
     }
 
     /// Sends `msg` to `to` as a request and waits at most `timeout` (sending included)
-    /// for the reply, which it returns.
+    /// for the reply, which it returns. `to` may be `name@host:port`: a mailbox served
+    /// over TCP by [`TcpServer`] (`ipcx mailbox serve --tcp`), reached through a
+    /// [`RemoteMailbox`] this mailbox keeps per address.
     ///
     /// Any number of threads may have requests in flight on one mailbox; each reply is
     /// routed by its correlation id, and only a reply from `to` is accepted.
@@ -487,6 +573,15 @@ impl Mailbox {
     /// refused the request (access list, full queue, payload cap), or when this
     /// mailbox's own cap is exceeded.
     pub fn request(&self, to: &str, msg: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        if to.contains('@') {
+            let deadline = Deadline::after(timeout);
+            let remote = self.shared.remote(to, deadline)?;
+            let left = match deadline {
+                Deadline::At(at, _) => at.saturating_duration_since(Instant::now()),
+                _ => timeout,
+            };
+            return remote.request(msg, left);
+        }
         self.shared.request(to, msg, Deadline::after(timeout))
     }
 
@@ -614,6 +709,8 @@ struct Shared {
     arrived: Condvar,
     stop: AtomicBool,
     next_id: AtomicU64,
+    /// Connections to mailboxes over TCP, by `name@host:port`.
+    remotes: Mutex<HashMap<String, Arc<RemoteMailbox>>>,
 }
 
 #[derive(Default)]
@@ -661,6 +758,17 @@ impl Drop for PendingGuard<'_> {
 impl Shared {
     fn path(&self) -> &Path {
         self.socket.path()
+    }
+
+    /// The connection to the remote mailbox `to`, made on first use.
+    fn remote(&self, to: &str, deadline: Deadline) -> Result<Arc<RemoteMailbox>> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = remotes.get(to) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(RemoteMailbox::connect_until(to, deadline)?);
+        remotes.insert(to.to_string(), r.clone());
+        Ok(r)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -737,7 +845,9 @@ impl Shared {
         let fds: Vec<BorrowedFd<'_>> = memfd.iter().map(|m| m.as_fd()).collect();
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let sock = self.socket.as_fd();
-        let mut backoff = Backoff::new();
+        // The receiver's queue holds few datagrams (`net.unix.max_dgram_qlen`, often 10)
+        // and a live receiver drains it within microseconds: start the pauses short.
+        let mut backoff = Backoff::starting_at(Duration::from_micros(50));
         loop {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
@@ -875,9 +985,17 @@ impl Shared {
         let mut state = self.lock();
         loop {
             if let Some(env) = state.inbox.pop_front() {
+                let was_full = state.queued_bytes >= self.opts.max_queued_bytes;
                 state.queued_bytes = state
                     .queued_bytes
                     .saturating_sub(env.payload.len() + ENVELOPE_OVERHEAD);
+                if self.opts.hold_when_full
+                    && was_full
+                    && state.queued_bytes < self.opts.max_queued_bytes
+                {
+                    drop(state);
+                    self.wake();
+                }
                 return Ok(env);
             }
             if let Some(e) = &state.failed {
@@ -906,9 +1024,22 @@ impl Shared {
             let sock = self.socket.as_fd();
             // Wake on a message or a wake byte; also every tick while requests wait on
             // other mailboxes, to check that they are alive.
-            let watching = !self.lock().watches.is_empty();
+            let (watching, holding) = {
+                let state = self.lock();
+                (
+                    !state.watches.is_empty(),
+                    self.opts.hold_when_full && state.queued_bytes >= self.opts.max_queued_bytes,
+                )
+            };
+            // A held mailbox leaves messages in its socket until `recv` makes room (and
+            // wakes this thread): the senders wait in the kernel.
+            let want = if holding {
+                PollFlags::empty()
+            } else {
+                PollFlags::IN
+            };
             let mut fds = [
-                PollFd::new(&sock, PollFlags::IN),
+                PollFd::new(&sock, want),
                 PollFd::new(&self.wake_rx, PollFlags::IN),
             ];
             match rustix::event::poll(&mut fds, if watching { tick.as_ref() } else { None }) {
@@ -922,6 +1053,11 @@ impl Shared {
             }
             if message {
                 loop {
+                    if self.opts.hold_when_full
+                        && self.lock().queued_bytes >= self.opts.max_queued_bytes
+                    {
+                        break;
+                    }
                     match receive(sock, &mut buf) {
                         Ok(Some(raw)) => self.dispatch(raw, &buf),
                         Ok(None) => break,
@@ -965,9 +1101,11 @@ impl Shared {
         let mut state = self.lock();
         let mut gone = Vec::new();
         for (path, w) in state.watches.iter_mut().filter(|(_, w)| !w.dead) {
-            if rustix::fs::flock(&w.lock, FlockOperation::NonBlockingLockShared).is_ok() {
-                // No one holds the exclusive lock: the mailbox's process is gone.
-                let _ = rustix::fs::flock(&w.lock, FlockOperation::Unlock);
+            if matches!(
+                crate::sys::lock::byte_locked_elsewhere(w.lock.as_fd(), 0),
+                Ok(false)
+            ) {
+                // No one holds the owner's lock byte: the mailbox's process is gone.
                 w.dead = true;
                 gone.push(path.clone());
             }
@@ -1042,7 +1180,7 @@ impl Shared {
                     return self.reject(|s| &mut s.too_large, refuse(Refusal::TooLarge, text));
                 }
                 let cost = header.len as usize + ENVELOPE_OVERHEAD;
-                {
+                if !self.opts.hold_when_full {
                     let state = self.lock();
                     if state.queued_bytes + cost > self.opts.max_queued_bytes {
                         let text = format!(
@@ -1149,6 +1287,66 @@ impl Shared {
             (Some(parent), Some(name)) if parent == self.dir => name.to_string_lossy().into_owned(),
             _ => path.to_string_lossy().into_owned(),
         }
+    }
+}
+
+/// Binds a mailbox named `PREFIX-PID-N` for a side that needs an address of its own but
+/// no name anyone chooses (a channel's sender, the TCP server).
+pub(crate) fn bind_ephemeral(opts: &MailboxOptions, prefix: &str) -> Result<Mailbox> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let mut tries = 0;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        match opts.bind(&format!("{prefix}-{pid}-{n}")) {
+            // A live process of the same pid in another pid namespace holds it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 64 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Checks that a live mailbox is bound at `path`.
+///
+/// # Errors
+/// [`ErrorKind::NotFound`] when nothing is there; [`ErrorKind::PeerGone`] when the socket
+/// file is left by a process that is gone (its lock byte is free, or its lock file gone);
+/// [`ErrorKind::InvalidInput`] when the file is not a socket. A mailbox whose lock file
+/// cannot be opened (another user's) is taken to be alive.
+pub(crate) fn probe(path: &Path) -> Result<()> {
+    let object = path.display();
+    let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+    {
+        Ok(st) => st,
+        Err(Errno::NOENT) => {
+            return Err(Error::new("open mailbox", ErrorKind::NotFound)
+                .with_object(&object)
+                .with_hint("no mailbox is bound under this name (yet)"));
+        }
+        Err(e) => return Err(Error::from_errno("stat", e.raw_os_error()).with_object(&object)),
+    };
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+        return Err(Error::new("open mailbox", ErrorKind::InvalidInput)
+            .with_object(&object)
+            .with_hint("this file is not a socket: not a mailbox"));
+    }
+    let gone = || {
+        Err(Error::new("open mailbox", ErrorKind::PeerGone)
+            .with_object(&object)
+            .with_hint(
+                "the socket file is left by a process that is gone; a new bind takes it over",
+            ))
+    };
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    match rustix::fs::open(Path::new(&name), flags, Mode::empty()) {
+        Ok(lock) => match crate::sys::lock::byte_locked_elsewhere(lock.as_fd(), 0) {
+            Ok(false) => gone(),
+            _ => Ok(()),
+        },
+        Err(Errno::NOENT) => gone(),
+        Err(_) => Ok(()),
     }
 }
 

@@ -47,6 +47,12 @@ pub(crate) enum Refusal {
     QueueFull = 2,
     /// The payload is above the receiver's cap.
     TooLarge = 3,
+    /// (TCP only) The mailbox a request was forwarded to is gone.
+    Gone = 4,
+    /// (TCP only) The mailbox a request was forwarded to did not reply in time.
+    TimedOut = 5,
+    /// (TCP only) Forwarding failed otherwise; the text says why.
+    Failed = 6,
 }
 
 impl Refusal {
@@ -55,6 +61,9 @@ impl Refusal {
             1 => Refusal::Denied,
             2 => Refusal::QueueFull,
             3 => Refusal::TooLarge,
+            4 => Refusal::Gone,
+            5 => Refusal::TimedOut,
+            6 => Refusal::Failed,
             _ => return None,
         })
     }
@@ -64,6 +73,9 @@ impl Refusal {
             Refusal::Denied => ErrorKind::PermissionDenied,
             Refusal::QueueFull => ErrorKind::LimitReached,
             Refusal::TooLarge => ErrorKind::MessageTooLarge,
+            Refusal::Gone => ErrorKind::PeerGone,
+            Refusal::TimedOut => ErrorKind::TimedOut,
+            Refusal::Failed => ErrorKind::Other,
         }
     }
 }
@@ -92,44 +104,15 @@ impl Header {
     /// Decodes and checks a header against the datagram it came in: `body` is the number
     /// of bytes after the header, `fds` the descriptors attached.
     pub(crate) fn decode(datagram: &[u8], fds: usize) -> Result<Header> {
-        let bad = |why: String| {
-            Err(Error::new("recv mailbox message", ErrorKind::Corrupt).with_hint(why))
-        };
-        if datagram.len() < HEADER_LEN {
+        let Some(head) = datagram.first_chunk::<HEADER_LEN>() else {
             return bad(format!(
                 "a {}-byte datagram is shorter than the {HEADER_LEN}-byte header",
                 datagram.len()
             ));
-        }
-        if datagram[0..4] != MAGIC {
-            return bad(format!(
-                "bad magic {:02x?} (expected {:02x?} \"IPMB\"): not an ipcx mailbox peer",
-                &datagram[0..4],
-                MAGIC
-            ));
-        }
-        if datagram[4] != VERSION {
-            return bad(format!(
-                "wire version {} is not the supported version {VERSION}",
-                datagram[4]
-            ));
-        }
-        let Some(kind) = Kind::from_u8(datagram[5]) else {
-            return bad(format!("unknown message kind {}", datagram[5]));
         };
-        let flags = u16::from_le_bytes([datagram[6], datagram[7]]);
-        if flags & !KNOWN_FLAGS != 0 {
-            return bad(format!("unknown flag bits {flags:#06x}"));
-        }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&datagram[8..16]);
-        let id = u64::from_le_bytes(id);
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&datagram[16..24]);
-        let len = u64::from_le_bytes(len);
+        let header = Header::decode_fields(head)?;
         let body = (datagram.len() - HEADER_LEN) as u64;
-        let memfd = flags & FLAG_MEMFD != 0;
-        if memfd {
+        if header.flags & FLAG_MEMFD != 0 {
             if fds != 1 || body != 0 {
                 return bad(format!(
                     "a memfd message must carry exactly one descriptor and no inline body \
@@ -142,12 +125,58 @@ impl Header {
                     "{fds} descriptors attached to an inline message (closed)"
                 ));
             }
-            if len != body {
+            if header.len != body {
                 return bad(format!(
-                    "the header announces {len} payload bytes but {body} followed it"
+                    "the header announces {} payload bytes but {body} followed it",
+                    header.len
                 ));
             }
         }
+        Ok(header)
+    }
+
+    /// Decodes and checks a header read from a TCP stream, where no descriptor can
+    /// travel: the memfd flag is refused. The caller checks `len` against its cap before
+    /// reading (or allocating for) the payload.
+    pub(crate) fn decode_stream(head: &[u8; HEADER_LEN]) -> Result<Header> {
+        let header = Header::decode_fields(head)?;
+        if header.flags & FLAG_MEMFD != 0 {
+            return bad(
+                "the memfd flag is set on a TCP stream, where no descriptor can travel".into(),
+            );
+        }
+        Ok(header)
+    }
+
+    /// The checks every header passes, wherever it came from: magic, version, kind,
+    /// flags, and the correlation id's rule.
+    fn decode_fields(head: &[u8; HEADER_LEN]) -> Result<Header> {
+        if head[0..4] != MAGIC {
+            return bad(format!(
+                "bad magic {:02x?} (expected {:02x?} \"IPMB\"): not an ipcx mailbox peer",
+                &head[0..4],
+                MAGIC
+            ));
+        }
+        if head[4] != VERSION {
+            return bad(format!(
+                "wire version {} is not the supported version {VERSION}",
+                head[4]
+            ));
+        }
+        let Some(kind) = Kind::from_u8(head[5]) else {
+            return bad(format!("unknown message kind {}", head[5]));
+        };
+        let flags = u16::from_le_bytes([head[6], head[7]]);
+        if flags & !KNOWN_FLAGS != 0 {
+            return bad(format!("unknown flag bits {flags:#06x}"));
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&head[8..16]);
+        let id = u64::from_le_bytes(id);
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&head[16..24]);
+        let len = u64::from_le_bytes(len);
         match kind {
             Kind::OneWay if id != 0 => bad(format!(
                 "a one-way message carries correlation id {id}, not 0"
@@ -163,6 +192,10 @@ impl Header {
             }),
         }
     }
+}
+
+fn bad<T>(why: String) -> Result<T> {
+    Err(Error::new("recv mailbox message", ErrorKind::Corrupt).with_hint(why))
 }
 
 #[cfg(test)]

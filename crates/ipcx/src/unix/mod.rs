@@ -272,6 +272,13 @@ impl BindLock {
             // our open and our flock, we hold a lock on a file nobody else will open. Retry.
             match rustix::fs::statat(CWD, &path, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
+                    // Also an OFD lock on byte 0, released with the flock when this
+                    // description closes: a liveness probe tests it with F_OFD_GETLK,
+                    // which never holds a lock, so a probe can never make a binder see
+                    // the name as taken (a probe by flock would hold it for a moment).
+                    // Only a prober of ours could hold that byte, and probes never do.
+                    crate::sys::lock::try_lock_byte(file.as_fd(), 0)
+                        .op_on("fcntl F_OFD_SETLK", &object)?;
                     return Ok(BindLock { path, _file: file });
                 }
                 _ => continue,
