@@ -36,6 +36,7 @@ fn a_quick_run_measures_every_row_and_leaves_nothing_behind() {
         };
         assert_eq!(row["latency"]["message_bytes"], bytes, "{row:#}");
         assert!(row["ring_busy_ratio"].as_f64().is_some(), "{row:#}");
+        assert!(row["ipcx_ratio"].as_f64().is_some(), "{row:#}");
     }
     // The rings' names carry the run's pid.
     let prefix = format!("ipcx-peers-{pid}-");
