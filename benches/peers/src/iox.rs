@@ -25,6 +25,7 @@
 //! program's own handler (iceoryx2's would only set a flag that a busy loop never reads).
 
 use std::fmt::Debug;
+use std::mem::MaybeUninit;
 use std::process::Stdio;
 
 use iceoryx2::port::listener::Listener;
@@ -32,6 +33,8 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
+use iceoryx2::sample::Sample;
+use iceoryx2::sample_mut_uninit::SampleMutUninit;
 
 use crate::measure::{Port, QUIT, spin};
 use crate::peer;
@@ -39,8 +42,44 @@ use crate::{Fallible, Setup};
 
 type Ipc = ipc::Service;
 
-/// One side of an iceoryx2 link. Field order is drop order: ports before the node.
+/// How an iceoryx2 row sends and waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Poll `receive`; loan, write and send each message when it is sent.
+    Busy,
+    /// Poll `receive`; loan the next sample right after each send, while the answer is
+    /// awaited, as iceoryx2's own benchmark does (`iceoryx2-busy-preloan`).
+    Preloan,
+    /// Sleep in `Listener::blocking_wait`; notify after each send.
+    Event,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Busy => "busy",
+            Mode::Preloan => "preloan",
+            Mode::Event => "event",
+        }
+    }
+
+    fn parse(s: &str) -> Fallible<Mode> {
+        [Mode::Busy, Mode::Preloan, Mode::Event]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown iceoryx2 mode `{s}`").into())
+    }
+}
+
+/// A loaned, not yet written sample.
+type Loaned = SampleMutUninit<Ipc, [MaybeUninit<u8>], ()>;
+
+/// One side of an iceoryx2 link. Field order is drop order: the loan and the ports
+/// before the node.
 pub struct IoxPort {
+    /// `Mode::Preloan`: the sample loaned for the next send.
+    next: Option<Loaned>,
+    preloan: bool,
     publisher: Publisher<Ipc, [u8], ()>,
     subscriber: Subscriber<Ipc, [u8], ()>,
     /// The event ports of `iceoryx2-event`: this side's notifier and listener.
@@ -68,11 +107,12 @@ fn iox<E: Debug>(what: &str) -> impl FnOnce(E) -> Box<dyn std::error::Error + Se
 }
 
 impl IoxPort {
-    /// This side of `iceoryx2-busy` (`event` false) or `iceoryx2-event` (true): creates
-    /// the services and this side's subscriber (and listener), starts the peer, which
-    /// opens them and creates its ports, then creates this side's publisher (and
+    /// This side of `iceoryx2-busy`, `iceoryx2-busy-preloan` or `iceoryx2-event`:
+    /// creates the services and this side's subscriber (and listener), starts the peer,
+    /// which opens them and creates its ports, then creates this side's publisher (and
     /// notifier).
-    pub fn connect(row: &'static str, event: bool, setup: &Setup) -> Fallible<IoxPort> {
+    pub fn connect(row: &'static str, mode: Mode, setup: &Setup) -> Fallible<IoxPort> {
+        let event = mode == Mode::Event;
         let node = node()?;
         // Resources left by an earlier run that was killed: iceoryx2's own cleanup of
         // nodes whose process is dead (it never touches a live node's).
@@ -134,6 +174,8 @@ impl IoxPort {
             None => None,
         };
         Ok(IoxPort {
+            next: None,
+            preloan: mode == Mode::Preloan,
             publisher,
             subscriber,
             event,
@@ -147,6 +189,7 @@ impl IoxPort {
         let [base, mode] = args else {
             return Err("an iceoryx2 row's peer takes a service name and a mode".into());
         };
+        let mode = Mode::parse(mode)?;
         let node = node()?;
         let pubsub = |dir: &str| -> Fallible<_> {
             node.service_builder(&service_name(base, dir)?)
@@ -164,7 +207,7 @@ impl IoxPort {
             .initial_max_slice_len(ping)
             .create()
             .map_err(iox("create publisher"))?;
-        let event = if mode == "event" {
+        let event = if mode == Mode::Event {
             let ev = |dir: &str| -> Fallible<_> {
                 node.service_builder(&service_name(base, &format!("{dir}-event"))?)
                     .event()
@@ -186,6 +229,8 @@ impl IoxPort {
         };
         peer::say_ready("")?;
         Ok(IoxPort {
+            next: None,
+            preloan: mode == Mode::Preloan,
             publisher,
             subscriber,
             event,
@@ -193,12 +238,16 @@ impl IoxPort {
         })
     }
 
-    /// Publishes `msg` through a loan (and notifies, with events).
-    fn publish(&self, msg: &[u8]) -> Fallible<()> {
-        let sample = self
-            .publisher
-            .loan_slice_uninit(msg.len())
-            .map_err(iox("loan"))?;
+    /// Publishes `msg` through a loan (and notifies, with events). With `Mode::Preloan`
+    /// the loan is the one taken after the previous send, and the next is taken now.
+    fn publish(&mut self, msg: &[u8]) -> Fallible<()> {
+        let sample = match self.next.take() {
+            Some(s) if s.payload().len() == msg.len() => s,
+            _ => self
+                .publisher
+                .loan_slice_uninit(msg.len())
+                .map_err(iox("loan"))?,
+        };
         let delivered = sample.write_from_slice(msg).send().map_err(iox("send"))?;
         if delivered == 0 {
             return Err("iceoryx2 send: no subscriber is connected".into());
@@ -206,14 +255,21 @@ impl IoxPort {
         if let Some((notifier, _)) = &self.event {
             notifier.notify().map_err(iox("notify"))?;
         }
+        if self.preloan {
+            self.next = Some(
+                self.publisher
+                    .loan_slice_uninit(msg.len())
+                    .map_err(iox("loan"))?,
+            );
+        }
         Ok(())
     }
 
-    /// Waits for the next sample and passes it to `look` in place.
-    fn take<R>(&self, look: impl FnOnce(&[u8]) -> R) -> Fallible<R> {
+    /// Waits for the next sample.
+    fn take(&self) -> Fallible<Sample<Ipc, [u8], ()>> {
         loop {
             if let Some(sample) = self.subscriber.receive().map_err(iox("receive"))? {
-                return Ok(look(sample.payload()));
+                return Ok(sample);
             }
             match &self.event {
                 Some((_, listener)) => {
@@ -233,17 +289,19 @@ impl Port for IoxPort {
     }
 
     fn recv<R>(&mut self, look: impl FnOnce(&[u8]) -> R) -> Fallible<R> {
-        self.take(look)
+        // Read in place; the sample goes back to its publisher when dropped.
+        let sample = self.take()?;
+        Ok(look(sample.payload()))
     }
 
     fn echo(&mut self) -> Fallible<bool> {
+        let sample = self.take()?;
+        if sample.payload().first() == Some(&QUIT) {
+            return Ok(false);
+        }
         // Answer from the sample in place, into the new loan; then drop the sample.
-        self.take(|msg| {
-            if msg.first() == Some(&QUIT) {
-                Ok(false)
-            } else {
-                self.publish(msg).map(|()| true)
-            }
-        })?
+        self.publish(sample.payload())?;
+        drop(sample);
+        Ok(true)
     }
 }

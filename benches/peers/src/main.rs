@@ -52,6 +52,7 @@ pub enum RowId {
     RingBlocking,
     RingBusyLoan,
     IoxBusy,
+    IoxBusyPreloan,
     IoxEvent,
     IpcChannel,
     IpcChannelBytes,
@@ -69,7 +70,7 @@ pub enum Wait {
 
 impl RowId {
     /// Every row, in the order they run: the floors first.
-    pub const ALL: [RowId; 10] = [
+    pub const ALL: [RowId; 11] = [
         RowId::Cacheline,
         RowId::Futex,
         RowId::RingBusy,
@@ -77,6 +78,7 @@ impl RowId {
         RowId::RingBlocking,
         RowId::RingBusyLoan,
         RowId::IoxBusy,
+        RowId::IoxBusyPreloan,
         RowId::IoxEvent,
         RowId::IpcChannel,
         RowId::IpcChannelBytes,
@@ -92,6 +94,7 @@ impl RowId {
             RowId::RingBlocking => "ring-blocking",
             RowId::RingBusyLoan => "ring-busy-loan",
             RowId::IoxBusy => "iceoryx2-busy",
+            RowId::IoxBusyPreloan => "iceoryx2-busy-preloan",
             RowId::IoxEvent => "iceoryx2-event",
             RowId::IpcChannel => "ipc-channel",
             RowId::IpcChannelBytes => "ipc-channel-bytes",
@@ -112,6 +115,9 @@ impl RowId {
             }
             RowId::RingBusyLoan => "ipcx ring, busy, zero-copy: loan/commit and recv_ref",
             RowId::IoxBusy => "iceoryx2 publish-subscribe, zero-copy loans, polling receive",
+            RowId::IoxBusyPreloan => {
+                "iceoryx2-busy, the next sample loaned while waiting (iceoryx2's own benchmark)"
+            }
             RowId::IoxEvent => {
                 "iceoryx2 publish-subscribe + event service: notify, Listener::blocking_wait"
             }
@@ -127,7 +133,8 @@ impl RowId {
             | RowId::RingBusy
             | RowId::Ring
             | RowId::RingBusyLoan
-            | RowId::IoxBusy => Wait::Busy,
+            | RowId::IoxBusy
+            | RowId::IoxBusyPreloan => Wait::Busy,
             _ => Wait::Blocking,
         }
     }
@@ -422,9 +429,13 @@ fn drive_row(row: RowId, setup: &Setup, stop: Stop) -> Fallible<Latency> {
             )
         }
         RowId::RingBusyLoan => drive(&mut ring::LoanPort::connect(name, setup)?, setup, stop),
-        RowId::IoxBusy | RowId::IoxEvent => {
-            let event = row == RowId::IoxEvent;
-            drive(&mut iox::IoxPort::connect(name, event, setup)?, setup, stop)
+        RowId::IoxBusy | RowId::IoxBusyPreloan | RowId::IoxEvent => {
+            let mode = match row {
+                RowId::IoxBusy => iox::Mode::Busy,
+                RowId::IoxBusyPreloan => iox::Mode::Preloan,
+                _ => iox::Mode::Event,
+            };
+            drive(&mut iox::IoxPort::connect(name, mode, setup)?, setup, stop)
         }
         RowId::IpcChannel => drive(&mut ipcc::TypedPort::connect(name, setup)?, setup, stop),
         RowId::IpcChannelBytes => drive(&mut ipcc::BytesPort::connect(name, setup)?, setup, stop),
@@ -483,7 +494,9 @@ fn run_peer(args: &[String]) -> Fallible<()> {
             measure::serve(&mut ring::ChannelPort::peer(rest)?)
         }
         RowId::RingBusyLoan => measure::serve(&mut ring::LoanPort::peer(rest)?),
-        RowId::IoxBusy | RowId::IoxEvent => measure::serve(&mut iox::IoxPort::peer(rest, ping)?),
+        RowId::IoxBusy | RowId::IoxBusyPreloan | RowId::IoxEvent => {
+            measure::serve(&mut iox::IoxPort::peer(rest, ping)?)
+        }
         RowId::IpcChannel => measure::serve(&mut ipcc::TypedPort::peer(rest)?),
         RowId::IpcChannelBytes => measure::serve(&mut ipcc::BytesPort::peer(rest)?),
     }

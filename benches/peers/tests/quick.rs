@@ -21,7 +21,7 @@ fn a_quick_run_measures_every_row_and_leaves_nothing_behind() {
     let rows = report["rows"].as_array().expect("rows");
     let floors = report["floors"].as_array().expect("floors");
     assert_eq!(floors.len(), 2);
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 9);
     for row in rows.iter().chain(floors) {
         let l = &row["latency"];
         assert_eq!(l["iterations"], 300, "{row:#}");
