@@ -156,6 +156,7 @@ impl RowId {
 }
 
 /// Where the peers run and what they carry.
+#[derive(Clone, Copy, Debug)]
 pub struct Setup {
     /// The ping's size in bytes.
     pub ping: usize,
@@ -345,14 +346,7 @@ fn run(args: &Args) -> Fallible<Report> {
         single_cpu: machine.pinned.is_none(),
     };
     measure::yield_when_spinning(setup.single_cpu);
-    // Before pinning: the watchdog must not share the measuring CPU by inheritance.
-    peer::start_watchdog()?;
-    if let Some((cpu, _)) = setup.cpus {
-        // Without the pin the numbers are noisier, not wrong: go on.
-        if let Err(e) = machine::pin_current_thread(cpu) {
-            eprintln!("ipcx-peers-bench: {e}");
-        }
-    }
+    let mut signals = peer::signals()?;
     let rows: Vec<RowId> = RowId::ALL
         .into_iter()
         .filter(|r| r.is_floor() || args.only.as_ref().is_none_or(|o| o.contains(r)))
@@ -364,7 +358,7 @@ fn run(args: &Args) -> Fallible<Report> {
         if progress {
             eprint!("\rmeasuring {:<20}", row.name());
         }
-        let result = measure_row(row, &setup, args.stop);
+        let result = measure_row(row, setup, args.stop, &mut signals);
         results.push(RowResult::new(row, result));
     }
     if progress {
@@ -386,20 +380,61 @@ fn command_line() -> String {
     words.join(" ")
 }
 
-/// Measures one row: starts its peer, runs the ping-pong, tells the peer to quit and
-/// waits for it; on any error kills the peer and removes what the row created.
-fn measure_row(row: RowId, setup: &Setup, stop: Stop) -> Fallible<Latency> {
-    peer::begin(row.name());
-    let result = drive_row(row, setup, stop);
-    match result {
-        Ok(latency) => {
-            peer::end(false)?;
-            Ok(latency)
+/// Measures one row in a worker thread pinned to this side's CPU, as `ipcx bench`
+/// does, and watches it from this thread: the worker starts the peer, runs the
+/// ping-pong, tells the peer to quit and waits for it (or kills it on an error). A row
+/// that stalls is given up: its peer is killed, its objects removed, and its worker left
+/// blocked where it is.
+fn measure_row(
+    row: RowId,
+    setup: Setup,
+    stop: Stop,
+    signals: &mut signal_hook::iterator::Signals,
+) -> Fallible<Latency> {
+    let id = peer::begin(row.name());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("peers-{}", row.name()))
+        .spawn(move || {
+            peer::adopt(id);
+            if let Some((cpu, _)) = setup.cpus {
+                // Without the pin the numbers are noisier, not wrong: go on.
+                if let Err(e) = machine::pin_current_thread(cpu) {
+                    eprintln!("ipcx-peers-bench: {e}");
+                }
+            }
+            // The peer's parent-death signal fires when the thread that started it ends:
+            // this thread ends the peer itself before it returns.
+            let result = match drive_row(row, &setup, stop) {
+                Ok(latency) => {
+                    peer::stage("waiting for the peer to exit");
+                    peer::end(id, false).map(|()| latency)
+                }
+                Err(e) => match peer::end(id, true) {
+                    Ok(()) => Err(e),
+                    Err(said) => Err(format!("{e}; {said}").into()),
+                },
+            };
+            let _ = tx.send(result.map_err(|e| e.to_string()));
+        })?;
+    loop {
+        // Rarely: this thread shares the two CPUs with the measurement.
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(result) => return result.map_err(Into::into),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = peer::end(id, true);
+                return Err("the row's worker thread panicked".into());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                peer::interrupted(signals);
+                if let Some(why) = peer::stalled(id) {
+                    return match peer::end(id, true) {
+                        Ok(()) => Err(why.into()),
+                        Err(said) => Err(format!("{why}; {said}").into()),
+                    };
+                }
+            }
         }
-        Err(e) => match peer::end(true) {
-            Ok(()) => Err(e),
-            Err(said) => Err(format!("{e}; {said}").into()),
-        },
     }
 }
 
@@ -444,6 +479,7 @@ fn drive_row(row: RowId, setup: &Setup, stop: Stop) -> Fallible<Latency> {
 
 fn drive(port: &mut impl Port, setup: &Setup, stop: Stop) -> Fallible<Latency> {
     let latency = measure::latency(port, setup.ping, stop)?;
+    peer::stage("telling the peer to quit");
     measure::quit(port)?;
     Ok(latency)
 }

@@ -86,6 +86,7 @@ pub fn latency(port: &mut impl Port, ping: usize, stop: Stop) -> Fallible<Latenc
     let len = if port.carries_payload() { ping } else { 1 };
     let mut msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     msg[0] = PING;
+    crate::peer::stage("the first round trip");
     port.send(&msg)?;
     let (n, same) = port.recv(|echo| (echo.len(), echo == &msg[..]))?;
     if !same {
@@ -98,7 +99,9 @@ pub fn latency(port: &mut impl Port, ping: usize, stop: Stop) -> Fallible<Latenc
         Stop::Count(n) => Stop::Count((n / 10).max(10)),
         Stop::Time(d) => Stop::Time(d / 10),
     };
+    crate::peer::stage("the warm-up");
     round_trips(port, &msg, warm, None)?;
+    crate::peer::stage("the timed round trips");
     let mut hist = histogram();
     round_trips(port, &msg, stop, Some(&mut hist))?;
     Ok(Latency {

@@ -3,14 +3,21 @@
 //! For each row this program starts a second copy of itself (`ipcx-peers-bench peer
 //! ROW ...`), as `ipcx bench` starts `ipcx bench-child`: in a process group of its own,
 //! its stderr captured, told to die with its parent (`PR_SET_PDEATHSIG`), pinned to the
-//! second CPU. A watchdog thread ends the run cleanly if the peer dies while this side
-//! waits for it, if a row makes no progress for [`WATCHDOG`], or on SIGINT/SIGTERM/SIGHUP:
-//! it kills the peer, removes the row's named shared memory, and exits.
+//! second CPU.
+//!
+//! As in `ipcx bench` (`session::watch`), each row runs in a worker thread of its own,
+//! pinned to the first CPU, and the main thread watches it: a row whose peer died while
+//! it still waits, or that makes no progress for [`WATCHDOG`], is ended with an error
+//! (its peer killed, its named shared memory removed) and the run goes on with the next
+//! row, leaving the worker blocked where it is. SIGINT, SIGTERM and SIGHUP end the run
+//! the same way, with status 128 + the signal.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,8 +29,8 @@ use crate::measure;
 /// How long a peer may take to set up its side, and to exit once told to quit.
 pub const SETUP_WAIT: Duration = Duration::from_secs(10);
 
-/// How long a row may make no progress before the watchdog ends the run: longer than
-/// every wait of the row's own, so the row reports its own error first where it can.
+/// How long a row may make no progress before the watchdog ends it: longer than every
+/// wait of the row's own, so the row reports its own error first where it can.
 const WATCHDOG: Duration = Duration::from_secs(20);
 
 /// How long after its peer exited a row may take to notice.
@@ -32,7 +39,11 @@ const PEER_GRACE: Duration = Duration::from_secs(5);
 /// The row under way: its peer and the named objects to remove if the run is cut short.
 #[derive(Default)]
 struct Current {
+    /// Which row this is: a worker abandoned by an earlier row must not touch it.
+    id: u64,
     row: &'static str,
+    /// What the row is doing, for the watchdog's message.
+    stage: &'static str,
     child: Option<Child>,
     /// When the peer was first seen to have exited while the row still waited.
     exited: Option<(ExitStatus, Instant)>,
@@ -45,33 +56,62 @@ struct Current {
 
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The row this worker thread runs (0: none).
+    static ROW: Cell<u64> = const { Cell::new(0) };
+}
+
 fn current() -> MutexGuard<'static, Option<Current>> {
     // A panic while holding the lock leaves the state valid: keep using it.
     CURRENT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts a row: from now on the watchdog watches it.
-pub fn begin(row: &'static str) {
-    measure::beat();
-    *current() = Some(Current {
-        row,
-        ..Current::default()
-    });
-}
-
-/// Records a POSIX shared memory name the row's link creates, to remove if the run is
-/// interrupted (a clean end removes it through its owner).
-pub fn track_shm(name: &str) {
-    if let Some(c) = current().as_mut() {
-        c.shm.push(name.to_string());
+/// Runs `f` on the current row if it is this worker's own.
+fn mine(f: impl FnOnce(&mut Current)) {
+    let id = ROW.with(Cell::get);
+    if let Some(c) = current().as_mut().filter(|c| c.id == id) {
+        f(c);
     }
 }
 
-/// Ends the row: waits up to [`SETUP_WAIT`] for the peer to exit (it has been told to
-/// quit; `kill` kills it at once instead), reaps it, and removes what it left. Returns
-/// an error describing an unclean end of the peer.
-pub fn end(kill: bool) -> Fallible<()> {
-    let Some(mut cur) = current().take() else {
+/// Starts a row: from now on [`stalled`] watches it. Returns its id, for [`adopt`] and
+/// [`end`].
+pub fn begin(row: &'static str) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    measure::beat();
+    *current() = Some(Current {
+        id,
+        row,
+        stage: "setting up",
+        ..Current::default()
+    });
+    id
+}
+
+/// Makes the calling thread the worker of row `id`.
+pub fn adopt(id: u64) {
+    ROW.with(|r| r.set(id));
+}
+
+/// Records what the row is doing now (for the watchdog's message), and beats.
+pub fn stage(what: &'static str) {
+    measure::beat();
+    mine(|c| c.stage = what);
+}
+
+/// Records a POSIX shared memory name the row's link creates, to remove if the row is
+/// cut short (a clean end removes it through its owner).
+pub fn track_shm(name: &str) {
+    mine(|c| c.shm.push(name.to_string()));
+}
+
+/// Ends row `id` (nothing if another row is under way): waits up to [`SETUP_WAIT`] for
+/// the peer to exit (it has been told to quit; `kill` kills it at once instead), reaps
+/// it, and removes what it left. Returns an error describing an unclean end of the peer.
+pub fn end(id: u64, kill: bool) -> Fallible<()> {
+    let Some(mut cur) = current().take_if(|c| c.id == id) else {
         return Ok(());
     };
     let result = match cur.child.take() {
@@ -154,12 +194,12 @@ pub fn spawn(spec: &Spec<'_>, stdin: Stdio) -> Fallible<OwnedFd> {
         .spawn()
         .map_err(|e| format!("cannot start the peer {}: {e}", exe.display()))?;
     let stdout = child.stdout.take().map(OwnedFd::from);
-    if let Some(c) = current().as_mut() {
-        c.child = Some(child);
-    } else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("a peer was started outside a row".into());
+    let mut child = Some(child);
+    mine(|c| c.child = child.take());
+    if let Some(mut orphan) = child {
+        let _ = orphan.kill();
+        let _ = orphan.wait();
+        return Err("a peer was started outside its row".into());
     }
     stdout.ok_or_else(|| "the peer's stdout was not piped".into())
 }
@@ -184,9 +224,8 @@ pub fn read_ready(stdout: OwnedFd) -> Fallible<String> {
             return Err("the peer's ready line is longer than 4096 bytes".into());
         }
     }
-    if let Some(c) = current().as_mut() {
-        c.stdout = Some(reader);
-    }
+    let mut reader = Some(reader);
+    mine(|c| c.stdout = reader.take());
     let text = String::from_utf8_lossy(&line);
     let first = text.lines().next().unwrap_or_default();
     match first.strip_prefix("ready") {
@@ -204,56 +243,54 @@ pub fn say_ready(word: &str) -> Fallible<()> {
     Ok(())
 }
 
-/// Starts the watchdog thread (see the module's documentation). Call before pinning the
-/// main thread, so that the watchdog is not pinned to the measuring CPU.
-pub fn start_watchdog() -> Fallible<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new()
-        .name("peers-watchdog".into())
-        .spawn(move || {
-            loop {
-                // Rarely: this thread shares the two CPUs with the measurement.
-                std::thread::sleep(Duration::from_millis(200));
-                if let Some(sig) = signals.pending().next() {
-                    abort(&format!("interrupted by signal {sig}"), 128 + sig);
-                }
-                let why = {
-                    let mut guard = current();
-                    let Some(cur) = guard.as_mut() else { continue };
-                    if cur.exited.is_none()
-                        && let Some(child) = cur.child.as_mut()
-                        && let Ok(Some(status)) = child.try_wait()
-                    {
-                        cur.exited = Some((status, Instant::now()));
-                    }
-                    match cur.exited {
-                        Some((status, at)) if at.elapsed() > PEER_GRACE => Some(format!(
-                            "{}: the peer process ended ({status}) but this side is still \
-                             waiting for it (this transport cannot tell that its peer has gone)",
-                            cur.row
-                        )),
-                        _ if measure::idle() > WATCHDOG => Some(format!(
-                            "{}: no progress for {WATCHDOG:?}: the link is stuck",
-                            cur.row
-                        )),
-                        _ => None,
-                    }
-                };
-                if let Some(why) = why {
-                    abort(&why, 1);
-                }
-            }
-        })?;
-    Ok(())
+/// Why row `id` must be given up, if it must: its peer exited more than [`PEER_GRACE`]
+/// ago while the row still waits, or it made no progress for [`WATCHDOG`].
+pub fn stalled(id: u64) -> Option<String> {
+    let mut guard = current();
+    let cur = guard.as_mut().filter(|c| c.id == id)?;
+    if cur.exited.is_none()
+        && let Some(child) = cur.child.as_mut()
+        && let Ok(Some(status)) = child.try_wait()
+    {
+        cur.exited = Some((status, Instant::now()));
+    }
+    match cur.exited {
+        Some((status, at)) if at.elapsed() > PEER_GRACE => Some(format!(
+            "the peer process ended ({status}) during {} but this side is still waiting for \
+             it (this transport cannot tell that its peer has gone)",
+            cur.stage
+        )),
+        _ if measure::idle() > WATCHDOG => Some(format!(
+            "no progress for {WATCHDOG:?} during {}: the link is stuck; the row was given up \
+             and its peer killed",
+            cur.stage
+        )),
+        _ => None,
+    }
 }
 
-/// Ends the run from the watchdog: kills the peer, removes the row's objects, exits.
-fn abort(why: &str, code: i32) -> ! {
-    let said = match end(true) {
-        Ok(()) => String::new(),
-        Err(e) => format!("; {e}"),
-    };
-    eprintln!("peers: {why}{said}; peer stopped, its shared memory removed");
-    std::process::exit(code);
+/// The signals that end a run: SIGINT, SIGTERM and SIGHUP, to look at with
+/// [`interrupted`].
+pub fn signals() -> Fallible<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    Ok(signal_hook::iterator::Signals::new([
+        SIGINT, SIGTERM, SIGHUP,
+    ])?)
+}
+
+/// If a signal arrived: kills the current row's peer, removes its objects and exits with
+/// 128 + the signal.
+pub fn interrupted(signals: &mut signal_hook::iterator::Signals) {
+    if let Some(sig) = signals.pending().next() {
+        let (id, row) = current().as_ref().map_or((0, ""), |c| (c.id, c.row));
+        let said = match end(id, true) {
+            Ok(()) => String::new(),
+            Err(e) => format!("; {e}"),
+        };
+        eprintln!(
+            "peers: interrupted by signal {sig} during {row}{said}; peer stopped, its shared \
+             memory removed"
+        );
+        std::process::exit(128 + sig);
+    }
 }
