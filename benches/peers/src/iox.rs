@@ -13,12 +13,14 @@
 //!
 //! - `iceoryx2-busy` waits by polling `Subscriber::receive` (as iceoryx2's benchmark
 //!   does), with the same pause instruction as every other busy wait here.
+//! - `iceoryx2-busy-preloan` as `iceoryx2-busy`, but each side loans its next sample
+//!   right after sending, while the answer is awaited, as iceoryx2's own benchmark does.
 //! - `iceoryx2-event` adds an event service each way, iceoryx2's documented way to block
-//!   on publish-subscribe (its `event_based_communication` example): after `send` the
-//!   publisher's side calls `Notifier::notify`; a receiver that finds no sample sleeps in
-//!   `Listener::blocking_wait` (iceoryx2's recommended IPC event: a Unix datagram socket
-//!   with a shared-memory bitset) and looks again when woken. No WaitSet: it would add an
-//!   epoll around the same listener.
+//!   on publish-subscribe (its `event_based_communication` example pairs them the same
+//!   way): after `send` the publisher's side calls `Notifier::notify`; a receiver that
+//!   finds no sample sleeps in `Listener::blocking_wait` (iceoryx2's recommended IPC
+//!   event: a Unix datagram socket with a shared-memory bitset) and looks again when
+//!   woken. No WaitSet (the example's): it would add an epoll around the same listener.
 //!
 //! iceoryx2 runs with its default configuration (no config file: its log level is set
 //! to errors only, since it warns about that). Nodes are created with signal handling disabled, so that a Ctrl-C reaches this
