@@ -172,21 +172,21 @@ enum Mech {
 
 /// Every mechanism with its kills per run (before `IPCX_FAULTS_SCALE`).
 const PLAN: [(Mech, usize); 15] = [
-    (Mech::Pipe, 80),
-    (Mech::Fifo, 80),
-    (Mech::Unix, 80),
-    (Mech::UnixDgram, 70),
-    (Mech::UnixSeqpacket, 80),
-    (Mech::Tcp, 80),
-    (Mech::Udp, 60),
-    (Mech::Mq, 70),
-    (Mech::SysvMq, 70),
-    (Mech::Shm, 80),
-    (Mech::Ring, 80),
-    (Mech::Eventfd, 50),
-    (Mech::Mailbox, 50),
-    (Mech::PosixSem, 40),
-    (Mech::SysvSem, 40),
+    (Mech::Pipe, 120),
+    (Mech::Fifo, 120),
+    (Mech::Unix, 120),
+    (Mech::UnixDgram, 100),
+    (Mech::UnixSeqpacket, 120),
+    (Mech::Tcp, 120),
+    (Mech::Udp, 80),
+    (Mech::Mq, 100),
+    (Mech::SysvMq, 100),
+    (Mech::Shm, 120),
+    (Mech::Ring, 120),
+    (Mech::Eventfd, 60),
+    (Mech::Mailbox, 80),
+    (Mech::PosixSem, 60),
+    (Mech::SysvSem, 60),
 ];
 
 impl Mech {
@@ -448,6 +448,15 @@ fn role_recv() {
     }
 }
 
+/// Child role: creates a channel's receiver and waits to be killed (the parent kills it
+/// at a random moment around the creation).
+fn role_create() {
+    let addr: Address = common::arg("ADDR").parse().unwrap();
+    common::say("creating");
+    let _rx = channel::receiver(&addr).unwrap();
+    std::thread::sleep(6 * T);
+}
+
 /// Child role: adds 1 to the eventfd that is its stdin, for ever.
 fn role_eventfd() {
     let fd = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
@@ -639,6 +648,70 @@ fn kill_receiver(mech: Mech, rng: &mut Rng, ctx: &str) -> Learned {
         }
     }
     unreachable!()
+}
+
+/// Kills during creation, and what openers saw: (refused, connected then PeerGone).
+static CREATOR_OUTCOMES: Mutex<(usize, usize)> = Mutex::new((0, 0));
+/// The kinds of the openers' errors after a creator died, with their counts.
+static CREATOR_REFUSALS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// The receiver dies around the moment it creates its object (reliability items 3 and
+/// 6): an opener then gets a clear error (nothing there, not initialised, nobody
+/// listening) or a working sender that sees PeerGone; never garbage, never a hang.
+fn kill_creator(mech: Mech, rng: &mut Rng, ctx: &str) -> Learned {
+    let (text, guard) = setup(mech, rng.next());
+    let mut cmd = common::child(TEST, "create", &[("ADDR", &text)]);
+    cmd.stdin(Stdio::null());
+    let mut victim = Victim::spawn(cmd, true);
+    assert_eq!(victim.report(), "creating", "{ctx}");
+    std::thread::sleep(Duration::from_micros(rng.range(0, 2000)));
+    victim.kill(ctx);
+    let killed = Instant::now();
+    let addr: Address = text.parse().unwrap();
+    let mut tx = match channel::sender_timeout(&addr, Duration::from_millis(100)) {
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::NotFound
+                        | ErrorKind::TimedOut
+                        | ErrorKind::PeerGone
+                        | ErrorKind::Corrupt
+                ),
+                "{ctx}: opening after the creator died: {e}"
+            );
+            let scheme = text.split(':').next().unwrap();
+            assert!(
+                e.to_string().contains(&format!("\"{scheme}:")),
+                "{ctx}: the error does not name the address: {e}"
+            );
+            CREATOR_OUTCOMES.lock().unwrap().0 += 1;
+            *CREATOR_REFUSALS
+                .lock()
+                .unwrap()
+                .entry(format!("{:?}", e.kind()))
+                .or_default() += 1;
+            return Learned::Documented;
+        }
+        Ok(tx) => tx,
+    };
+    if matches!(mech, Mech::Mq | Mech::SysvMq) {
+        guard.remove();
+    }
+    let max = tx.max_message().min(mech.max_len());
+    for seq in 0.. {
+        match tx.send_timeout(&message(seq, rng.len(max)), T) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::PeerGone => break,
+            Err(e) => panic!("{ctx}: send {seq} to a dead creator's object: {e}"),
+        }
+        assert!(
+            killed.elapsed() < 6 * T,
+            "{ctx}: the sender never learned that the creator died"
+        );
+    }
+    CREATOR_OUTCOMES.lock().unwrap().1 += 1;
+    Learned::Sender(killed.elapsed())
 }
 
 /// The eventfd's writer dies: what it added is there, whole; then reads time out (an
@@ -835,6 +908,18 @@ fn suite() {
             Mech::PosixSem => kill_posix_sem_holder(&mut rng, &ctx),
             Mech::SysvSem => kill_sysv_sem_holder(&mut rng, &ctx),
             _ if i % 2 == 0 => kill_sender(mech, &mut rng, &ctx),
+            Mech::Fifo
+            | Mech::Unix
+            | Mech::UnixDgram
+            | Mech::UnixSeqpacket
+            | Mech::Mq
+            | Mech::SysvMq
+            | Mech::Shm
+            | Mech::Ring
+                if i % 4 == 3 =>
+            {
+                kill_creator(mech, &mut rng, &ctx)
+            }
             _ => kill_receiver(mech, &mut rng, &ctx),
         };
         let max = |m: Option<Duration>, d: Duration| Some(m.map_or(d, |m| m.max(d)));
@@ -852,11 +937,26 @@ fn suite() {
         mech.name()
     );
     let us = |d: Option<Duration>| d.map_or(-1, |d| d.as_micros() as i64);
+    let creator = *CREATOR_OUTCOMES.lock().unwrap();
+    let refusals: Vec<String> = CREATOR_REFUSALS
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(kind, n)| format!("{kind}:{n}"))
+        .collect();
+    let refusals = if refusals.is_empty() {
+        "-".to_string()
+    } else {
+        refusals.join(",")
+    };
     common::say(format!(
-        "kills {count} receiver_us {} sender_us {} documented {documented} posix_units_lost {}",
+        "kills {count} receiver_us {} sender_us {} documented {documented} posix_units_lost {} creator_refused {} creator_gone {} refusals {}",
         us(rx_max),
         us(tx_max),
-        POSIX_SEM_UNITS_LOST.load(Ordering::Relaxed)
+        POSIX_SEM_UNITS_LOST.load(Ordering::Relaxed),
+        creator.0,
+        creator.1,
+        refusals,
     ));
 }
 
@@ -897,6 +997,7 @@ fn sigkill_peers_of_every_mechanism() {
         Some("suite") => return suite(),
         Some("send") => return role_send(),
         Some("recv") => return role_recv(),
+        Some("create") => return role_create(),
         Some("eventfd") => return role_eventfd(),
         Some("mailbox") => return role_mailbox(),
         Some("posix-sem") => return role_posix_sem(),
@@ -967,7 +1068,7 @@ fn sigkill_peers_of_every_mechanism() {
                     }
                     let fields: Vec<String> =
                         report.split_whitespace().map(String::from).collect();
-                    assert_eq!(fields.len(), 10, "{report}");
+                    assert_eq!(fields.len(), 16, "{report}");
                     let index = PLAN.iter().position(|&(m, _)| m == mech).unwrap();
                     results.lock().unwrap().insert(index, fields);
                 }
@@ -992,10 +1093,24 @@ fn sigkill_peers_of_every_mechanism() {
                 ms(num(3))
             ));
         }
-        if num(5) >= 0 {
+        if num(5) >= 0 && mech == Mech::Mailbox {
+            notes.push(format!(
+                "every pending request failed with PeerGone, slowest after {}",
+                ms(num(5))
+            ));
+        } else if num(5) >= 0 {
             notes.push(format!("sender saw PeerGone, slowest after {}", ms(num(5))));
         }
-        let documented = num(7);
+        let documented = num(7) - num(11);
+        if num(11) + num(13) > 0 {
+            notes.push(format!(
+                "creator killed while creating {} times: opener refused with a clear error {} ({}), opened then saw PeerGone {}",
+                num(11) + num(13),
+                num(11),
+                fields[15],
+                num(13)
+            ));
+        }
         if documented > 0 {
             notes.push(match mech {
                 Mech::SysvSem => format!("{documented} times SEM_UNDO gave the unit back"),
@@ -1003,6 +1118,7 @@ fn sigkill_peers_of_every_mechanism() {
                     "{} of {documented} times the dead holder kept its unit (no undo, as documented)",
                     num(9)
                 ),
+                Mech::Eventfd => format!("{documented} times the reader's wait timed out (an eventfd has no peer)"),
                 _ => format!("{documented} times the receiver could not tell (as documented) and its wait timed out"),
             });
         }
@@ -1178,19 +1294,19 @@ fn eintr_pipe_read_and_write() {
 #[test]
 fn eintr_channel_waits_on_every_transport() {
     let transports = [
-        (Mech::Pipe, 0),
-        (Mech::Fifo, 0),
-        (Mech::Unix, 0),
-        (Mech::UnixDgram, 0),
-        (Mech::UnixSeqpacket, 0),
-        (Mech::Tcp, 0),
-        (Mech::Udp, 0),
-        (Mech::Mq, 0),
-        (Mech::SysvMq, 0),
-        (Mech::Shm, 0),
-        (Mech::Ring, 0),
-        (Mech::Ring, 1),
-        (Mech::Ring, 2),
+        (Mech::Pipe, 120),
+        (Mech::Fifo, 120),
+        (Mech::Unix, 120),
+        (Mech::UnixDgram, 100),
+        (Mech::UnixSeqpacket, 120),
+        (Mech::Tcp, 120),
+        (Mech::Udp, 80),
+        (Mech::Mq, 100),
+        (Mech::SysvMq, 100),
+        (Mech::Shm, 120),
+        (Mech::Ring, 120),
+        (Mech::Ring, 120),
+        (Mech::Ring, 120),
     ];
     for (mech, variant) in transports {
         let (text, _guard) = setup(mech, variant);
