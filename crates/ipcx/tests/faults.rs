@@ -653,7 +653,7 @@ fn kill_receiver(mech: Mech, rng: &mut Rng, ctx: &str) -> Learned {
 /// Kills during creation, and what openers saw: (refused, connected then PeerGone).
 static CREATOR_OUTCOMES: Mutex<(usize, usize)> = Mutex::new((0, 0));
 /// The kinds of the openers' errors after a creator died, with their counts.
-static CREATOR_REFUSALS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+static CREATOR_REFUSALS: Mutex<BTreeMap<String, (usize, String)>> = Mutex::new(BTreeMap::new());
 
 /// The receiver dies around the moment it creates its object (reliability items 3 and
 /// 6): an opener then gets a clear error (nothing there, not initialised, nobody
@@ -686,11 +686,12 @@ fn kill_creator(mech: Mech, rng: &mut Rng, ctx: &str) -> Learned {
                 "{ctx}: the error does not name the address: {e}"
             );
             CREATOR_OUTCOMES.lock().unwrap().0 += 1;
-            *CREATOR_REFUSALS
+            CREATOR_REFUSALS
                 .lock()
                 .unwrap()
                 .entry(format!("{:?}", e.kind()))
-                .or_default() += 1;
+                .or_insert_with(|| (0, e.to_string()))
+                .0 += 1;
             return Learned::Documented;
         }
         Ok(tx) => tx,
@@ -942,7 +943,7 @@ fn suite() {
         .lock()
         .unwrap()
         .iter()
-        .map(|(kind, n)| format!("{kind}:{n}"))
+        .map(|(kind, (n, _))| format!("{kind}:{n}"))
         .collect();
     let refusals = if refusals.is_empty() {
         "-".to_string()
@@ -958,6 +959,9 @@ fn suite() {
         creator.1,
         refusals,
     ));
+    for (kind, (_, example)) in CREATOR_REFUSALS.lock().unwrap().iter() {
+        common::say(format!("example {kind}: {example}"));
+    }
 }
 
 /// Waits for a suite child (bounded), returning its output.
@@ -1066,8 +1070,16 @@ fn sigkill_peers_of_every_mechanism() {
                             String::from_utf8_lossy(&out.stderr)
                         );
                     }
-                    let fields: Vec<String> =
-                        report.split_whitespace().map(String::from).collect();
+                    let mut lines = report.lines();
+                    let fields: Vec<String> = lines
+                        .next()
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect();
+                    for example in lines {
+                        println!("faults: {}: opener's {example}", mech.name());
+                    }
                     assert_eq!(fields.len(), 16, "{report}");
                     let index = PLAN.iter().position(|&(m, _)| m == mech).unwrap();
                     results.lock().unwrap().insert(index, fields);
