@@ -3,12 +3,15 @@
 //!
 //! - [`sigkill_peers_of_every_mechanism`] kills, for every mechanism, the sending or the
 //!   receiving peer at a random message index plus a random delay, many times (more than
-//!   1,000 kills per run), and checks on the surviving side that every message it got is
+//!   1,400 kills per run), and checks on the surviving side that every message it got is
 //!   whole, in order and not duplicated (a sequence number and a checksum in each
 //!   payload), that it learns of the death as the mechanism documents (`PeerGone`, end of
 //!   stream, or a timeout where the mechanism cannot tell), that no descriptor leaked and
 //!   that no named object is left. Each mechanism's loop runs in a process of its own (the
-//!   surviving side), so its `/proc/self/fd` can be compared before and after. The seed is
+//!   surviving side, with `SIGPIPE`'s default action restored, so a write to a dead peer
+//!   that raised it would kill it), so its `/proc/self/fd` can be compared before and
+//!   after. Receivers are also killed while creating their object: an opener then gets a
+//!   clear error or a sender that sees `PeerGone`, never a hang. The seed is
 //!   printed; `IPCX_FAULTS_SEED=<seed>` repeats a run, `IPCX_FAULTS_ONLY=<mechanism>`
 //!   runs one mechanism, `IPCX_FAULTS_SCALE=<factor>` multiplies the kill counts.
 //! - `eintr_*` run each blocking call while another thread sends `SIGUSR2`, whose handler
@@ -880,6 +883,9 @@ fn fd_table() -> Vec<(i32, String)> {
 /// Child role: one mechanism's kills, in this process (the survivor of each), then the
 /// descriptor check. Reports `kills N learned_max_us M`.
 fn suite() {
+    // SIGPIPE kills, as in a C program: a write to a dead peer must be an error, never
+    // this process's death (reliability item 19).
+    common::default_sigpipe();
     let mech = Mech::parse(&common::arg("MECH"));
     let seed: u64 = common::arg("SEED").parse().unwrap();
     let count: usize = common::arg("COUNT").parse().unwrap();
