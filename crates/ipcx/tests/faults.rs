@@ -1096,6 +1096,9 @@ fn sigkill_peers_of_every_mechanism() {
     let results = results.into_inner().unwrap();
     let mut total = 0;
     let mut parts = Vec::new();
+    let mut summary = vec![format!(
+        "faults: seed {seed} (IPCX_FAULTS_SEED={seed} repeats this run's kill points)"
+    )];
     for (index, fields) in &results {
         let mech = PLAN[*index].0;
         let name = mech.name();
@@ -1140,11 +1143,19 @@ fn sigkill_peers_of_every_mechanism() {
                 _ => format!("{documented} times the receiver could not tell (as documented) and its wait timed out"),
             });
         }
-        println!("faults: {name}: {kills} kills; {}", notes.join("; "));
+        summary.push(format!(
+            "faults: {name}: {kills} kills; {}",
+            notes.join("; ")
+        ));
     }
-    println!(
+    summary.push(format!(
         "faults: {total} kills survived ({}), seed {seed}",
         parts.join(", ")
+    ));
+    // Straight to stderr, past libtest's capture: the figures appear in every run's log.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("{}\n", summary.join("\n")).as_bytes(),
     );
     if only.is_none() && scale >= 1.0 {
         assert!(total >= 1000, "only {total} kills");
