@@ -364,9 +364,10 @@ fn ring_receiver(addr: &Address) -> Result<crate::ring::RingReceiver> {
     let name = addr
         .name()
         .unwrap_or_else(|| unreachable!("ring addresses have a name"));
+    // Claimed before the header is published: a receiver killed while creating never
+    // leaves a ring that looks ready but has no receiver (its sender would wait for ever).
     ring_options(addr)
-        .create_named(name.as_str())
-        .and_then(crate::ring::Ring::receiver)
+        .create_named_receiver(name.as_str())
         .map_err(|e| e.with_object(addr))
 }
 

@@ -325,6 +325,28 @@ impl RingOptions {
     /// [`ErrorKind::InvalidInput`] for a capacity above [`MAX_CAPACITY`].
     #[doc(alias = "shm_open")]
     pub fn create_named(&self, name: &str) -> Result<Ring> {
+        let shared = self.create_named_shared(name, None)?;
+        Ok(Ring { shared })
+    }
+
+    /// Creates a named ring and becomes its receiver **before** publishing its header,
+    /// so that an opener that finds the ring initialised also finds its receiver
+    /// claimed. Whenever the creator dies, an opener then gets "not initialised" (header
+    /// not yet published) or a ring whose receiver is seen gone (`PeerGone`), never a
+    /// ring whose receiver may or may not come, where a sender would wait for room for
+    /// ever. (With [`create_named`](RingOptions::create_named) followed by
+    /// [`Ring::receiver`], a creator killed between the two leaves exactly that.)
+    pub(crate) fn create_named_receiver(&self, name: &str) -> Result<RingReceiver> {
+        let shared = self.create_named_shared(name, Some(Role::Receiver))?;
+        Ok(RingReceiver {
+            consumer: Consumer::new(shared.capacity),
+            side: Side::new(Role::Receiver),
+            shared,
+        })
+    }
+
+    /// Creates the object, claims `role` if given, then publishes the header.
+    fn create_named_shared(&self, name: &str, role: Option<Role>) -> Result<Shared> {
         let label = format!("ring:{name}");
         let cap = self.checked_capacity(&label)?;
         let shm = ShmOptions::new()
@@ -334,8 +356,12 @@ impl RingOptions {
         let label = format!("ring:{}", shm.name());
         let region = shm.map()?;
         let shared = Shared::new(region, Object::Named(shm), label, cap as u64, self.wait)?;
+        if let Some(role) = role {
+            // The state word and the lock byte need no header: the object is zeroed.
+            shared.claim(role)?;
+        }
         shared.initialise();
-        Ok(Ring { shared })
+        Ok(shared)
     }
 
     /// Opens a named ring that [`create_named`](RingOptions::create_named) made, waiting
