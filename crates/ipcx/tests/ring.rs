@@ -781,13 +781,23 @@ fn message_from(id: u64, seq: u64, max: usize) -> Vec<u8> {
 /// Checks a message against the next one expected from its producer (by the id it
 /// carries) and counts it.
 fn check_from(next: &mut std::collections::HashMap<u64, u64>, max: usize, got: &[u8]) -> u64 {
-    assert!(got.len() >= 16, "a message of {} bytes has no id", got.len());
+    assert!(
+        got.len() >= 16,
+        "a message of {} bytes has no id",
+        got.len()
+    );
     let id = u64::from_le_bytes(got[..8].try_into().unwrap());
     let seq = u64::from_le_bytes(got[8..16].try_into().unwrap());
     let want = next.entry(id).or_insert(0);
-    assert_eq!(seq, *want, "producer {id}: message {seq} arrived instead of {want}");
+    assert_eq!(
+        seq, *want,
+        "producer {id}: message {seq} arrived instead of {want}"
+    );
     let expect = message_from(id, seq, max);
-    assert!(got == expect.as_slice(), "producer {id}: message {seq} damaged");
+    assert!(
+        got == expect.as_slice(),
+        "producer {id}: message {seq} damaged"
+    );
     *want += 1;
     id
 }
@@ -943,7 +953,8 @@ fn mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused(
     // Reliability 1, deterministically: killed while holding an uncommitted loan. The
     // live producer keeps its slot; the next sender must take the dead one's, and
     // resumes right after its last whole message.
-    const TEST: &str = "mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused";
+    const TEST: &str =
+        "mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused";
     if role().as_deref() == Some("victim") {
         let mut tx = RingOptions::new()
             .producers(1)
@@ -981,7 +992,9 @@ fn mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused(
     let mut buf = [0u8; 4096];
     let mut got = vec![];
     for _ in 0..3 {
-        let (n, slot) = rx.recv_from_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        let (n, slot) = rx
+            .recv_from_timeout(&mut buf, Duration::from_secs(10))
+            .unwrap();
         got.push((slot, buf[..n].to_vec()));
     }
     let from_dead: Vec<_> = got.iter().filter(|(s, _)| *s == after.slot()).collect();
@@ -989,10 +1002,15 @@ fn mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused(
     assert_eq!(from_dead[0].1, b"whole");
     assert_eq!(from_dead[1].1, b"after");
     assert!(got.iter().any(|(s, m)| *s == live.slot() && m == b"live"));
-    assert_eq!(rx.try_recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        rx.try_recv(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
     // All gone: PeerGone; not final, a new sender is heard again.
     drop((live, after));
-    let err = rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap_err();
+    let err = rx
+        .recv_timeout(&mut buf, Duration::from_secs(10))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
     let mut again = ring.sender().unwrap();
     again.send(b"again").unwrap();
@@ -1009,13 +1027,19 @@ fn mpsc_more_producers_than_slots_are_refused_and_a_closed_slot_is_reused_in_ord
         .unwrap();
     assert_eq!(ring.producers(), 2);
     let mut rx = ring.receiver().unwrap();
-    assert_eq!(ring.receiver().unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        ring.receiver().unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
     let mut a = ring.sender().unwrap();
     let b = ring.sender().unwrap();
     let err = ring.sender().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitReached, "{err}");
     let text = err.to_string();
-    assert!(text.contains("open ring") && text.contains("2 producer slots"), "{text}");
+    assert!(
+        text.contains("open ring") && text.contains("2 producer slots"),
+        "{text}"
+    );
     assert!(text.contains("RingOptions::producers"), "{text}");
     // Wrap a's lane a few times, then leave messages in it and close it.
     let mut buf = [0u8; 256];
@@ -1032,7 +1056,9 @@ fn mpsc_more_producers_than_slots_are_refused_and_a_closed_slot_is_reused_in_ord
     assert_eq!(c.slot(), slot);
     c.send(b"three").unwrap();
     for want in [&b"one"[..], b"two", b"three"] {
-        let (n, from) = rx.recv_from_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        let (n, from) = rx
+            .recv_from_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap();
         assert_eq!((&buf[..n], from), (want, slot));
     }
     // Too large, and out of range producer counts.
@@ -1064,7 +1090,10 @@ fn mpsc_blocked_receiver_and_full_lanes_wake_in_every_wait_mode() {
         let mut rx = ring.receiver().unwrap();
         let mut txs = [ring.sender().unwrap(), ring.sender().unwrap()];
         let mut buf = [0u8; 64];
-        assert_eq!(rx.try_recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            rx.try_recv(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
         let err = rx
             .recv_timeout(&mut buf, Duration::from_millis(20))
             .unwrap_err();
@@ -1072,7 +1101,10 @@ fn mpsc_blocked_receiver_and_full_lanes_wake_in_every_wait_mode() {
         // Fill both lanes (48 bytes of message each), then send from threads that block.
         for tx in &mut txs {
             tx.send(&[1; 48]).unwrap();
-            assert_eq!(tx.try_send(&[2; 48]).unwrap_err().kind(), ErrorKind::WouldBlock);
+            assert_eq!(
+                tx.try_send(&[2; 48]).unwrap_err().kind(),
+                ErrorKind::WouldBlock
+            );
         }
         let threads: Vec<_> = txs
             .into_iter()
@@ -1139,7 +1171,12 @@ fn mpsc_corrupted_header_and_slot_values_are_corrupt_never_trusted() {
     let cases: [(usize, u64, usize, &str); 9] = [
         (PRODUCERS, 0, 4, "0 producer slots"),
         (PRODUCERS, 65, 4, "65 producer slots"),
-        (PRODUCERS, u64::from(u32::MAX), 4, "4294967295 producer slots"),
+        (
+            PRODUCERS,
+            u64::from(u32::MAX),
+            4,
+            "4294967295 producer slots",
+        ),
         (PRODUCERS, 64, 4, "do not fit"),
         (CAPACITY, 1 << 20, 8, "do not fit"),
         (PRODUCERS, 1, 4, "1 lanes put it"),
@@ -1164,7 +1201,10 @@ fn mpsc_corrupted_header_and_slot_values_are_corrupt_never_trusted() {
     assert!(err.to_string().contains("multi-producer"), "{err}");
     let spsc_name = unique_name("shm");
     let spsc = RingOptions::new().create_named(&spsc_name).unwrap();
-    let err = RingOptions::new().producers(1).open_named(&spsc_name).unwrap_err();
+    let err = RingOptions::new()
+        .producers(1)
+        .open_named(&spsc_name)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("single-producer"), "{err}");
     drop(spsc);
@@ -1188,14 +1228,19 @@ fn mpsc_corrupted_header_and_slot_values_are_corrupt_never_trusted() {
     assert_eq!(rx.recv(&mut buf).unwrap(), 4);
     tx.send(b"spoilt").unwrap();
     region
-        .write(DATA_OF_TWO + 16, &((u64::from(u32::from_le_bytes(*b"rMSG")) << 32) | 5000).to_le_bytes())
+        .write(
+            DATA_OF_TWO + 16,
+            &((u64::from(u32::from_le_bytes(*b"rMSG")) << 32) | 5000).to_le_bytes(),
+        )
         .unwrap();
     let err = rx.recv(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("lane 0"), "{err}");
     // A head that moved back or past what was published: Corrupt for the sender once
     // it needs room, and for a sender resuming the lane.
-    region.write(LANES_OF_TWO, &1_000_001u64.to_le_bytes()).unwrap();
+    region
+        .write(LANES_OF_TWO, &1_000_001u64.to_le_bytes())
+        .unwrap();
     let err = loop {
         match tx.try_send(&[0; 100]) {
             Ok(()) => continue,
@@ -1207,4 +1252,68 @@ fn mpsc_corrupted_header_and_slot_values_are_corrupt_never_trusted() {
     let err = ring2.sender().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("lane 0"), "{err}");
+}
+
+#[test]
+fn mpsc_ring_addresses_take_a_producers_option_through_the_channel_layer() {
+    const TEST: &str = "mpsc_ring_addresses_take_a_producers_option_through_the_channel_layer";
+    if role().as_deref() == Some("sender") {
+        let addr: Address = arg("ADDR").parse().unwrap();
+        let id: u8 = arg("ID").parse().unwrap();
+        let mut tx = channel::sender_timeout(&addr, Duration::from_secs(10)).unwrap();
+        for i in 0..500u32 {
+            let mut msg = vec![id];
+            msg.extend(i.to_le_bytes().repeat(i as usize % 30));
+            tx.send(&msg).unwrap();
+        }
+        return;
+    }
+    let name = unique_name("shm");
+    let addr: Address = format!("ring:{name}?capacity=4K&producers=2&wait=adaptive")
+        .parse()
+        .unwrap();
+    assert_eq!(addr.options().producers, Some(2));
+    for bad in ["0", "65", "two"] {
+        let err = format!("ring:{name}?producers={bad}")
+            .parse::<Address>()
+            .unwrap_err();
+        assert!(err.to_string().contains("1 to 64 producer slots"), "{err}");
+    }
+    let mut rx = channel::receiver(&addr).unwrap();
+    assert_eq!(rx.max_message(), 4096 - 16);
+    assert_eq!(rx.address().unwrap().options().producers, Some(2));
+    let procs: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|id| {
+            let args = [("ADDR", addr.to_string()), ("ID", id.to_string())];
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            child(TEST, "sender", &args).spawn().unwrap()
+        })
+        .collect();
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut next = [0u32; 3];
+    for _ in 0..1000 {
+        let n = rx.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
+        let id = buf[0] as usize;
+        let i = next[id];
+        assert_eq!(
+            &buf[1..n],
+            i.to_le_bytes().repeat(i as usize % 30).as_slice()
+        );
+        next[id] += 1;
+    }
+    for p in procs {
+        let out = finish(p);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap_err().kind(), ErrorKind::PeerGone);
+    // A sender that leaves out the option is told what the ring is.
+    let plain: Address = format!("ring:{name}").parse().unwrap();
+    let err = channel::sender_timeout(&plain, Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("multi-producer"), "{err}");
 }

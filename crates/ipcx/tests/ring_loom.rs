@@ -272,7 +272,11 @@ impl Lanes {
             assert_eq!(found.len, lens[lane][m], "lane {lane} message {m}: length");
             for i in 0..(found.len / 8) as usize {
                 let word = self.lanes[lane].1.payload(found.offset + 8 * i as u64);
-                assert_eq!(word, lane_payload(lane, m, i), "lane {lane} message {m}: word {i}");
+                assert_eq!(
+                    word,
+                    lane_payload(lane, m, i),
+                    "lane {lane} message {m}: word {i}"
+                );
             }
             consumers[lane].release(&self.lanes[lane].0, &self.kernel, found.rec);
             seen[lane] += 1;
@@ -308,7 +312,11 @@ fn two_senders_messages_arrive_whole_in_order_per_sender_and_no_wake_up_is_lost(
         for s in senders {
             s.join().unwrap();
         }
-        assert_eq!(ring.poll(&mut consumers, 0), None, "nothing more was published");
+        assert_eq!(
+            ring.poll(&mut consumers, 0),
+            None,
+            "nothing more was published"
+        );
     });
 }
 

@@ -311,7 +311,14 @@ impl MpscOptions {
         let memfd = Memfd::create("ipcx-ring", geo.total)?;
         let region = memfd.map()?;
         memfd.seal(Seals::SHRINK | Seals::GROW | Seals::SEAL)?;
-        let shared = Shared::new(region, Object::Anonymous(memfd), label, cap, n, self.ring.wait)?;
+        let shared = Shared::new(
+            region,
+            Object::Anonymous(memfd),
+            label,
+            cap,
+            n,
+            self.ring.wait,
+        )?;
         shared.initialise();
         Ok(MpscRing {
             shared: Arc::new(shared),
@@ -410,7 +417,9 @@ impl Shared {
         h.data_offset.store(self.geo.data as u32, Ordering::Relaxed);
         h.flags.store(FLAG_MPSC, Ordering::Relaxed);
         h.capacity.store(self.capacity, Ordering::Relaxed);
-        top.producers.0.store(self.producers as u32, Ordering::Relaxed);
+        top.producers
+            .0
+            .store(self.producers as u32, Ordering::Relaxed);
         // Release: pairs with the opener's Acquire load of the magic in `attach`.
         h.magic.store(MAGIC, Ordering::Release);
     }
@@ -578,7 +587,9 @@ impl Shared {
             rustix::fs::Mode::empty(),
         )
         .op_on("open /proc/self/fd", &self.label)
-        .map_err(|e| e.with_hint("each side of a ring reopens it through /proc, which must be mounted"))
+        .map_err(|e| {
+            e.with_hint("each side of a ring reopens it through /proc, which must be mounted")
+        })
     }
 
     fn lock_error(&self, op: &'static str, e: rustix::io::Errno) -> Error {
@@ -665,8 +676,9 @@ impl Shared {
             (_, true) => "this sender's lane is full: the receiver has not taken its earlier \
                           messages; wait with send or send_timeout"
                 .to_string(),
-            (_, false) => "no message is waiting in any lane; wait with recv or recv_timeout"
-                .to_string(),
+            (_, false) => {
+                "no message is waiting in any lane; wait with recv or recv_timeout".to_string()
+            }
         };
         let kind = match deadline {
             Deadline::At(..) => ErrorKind::TimedOut,
@@ -851,8 +863,8 @@ impl MpscRing {
             }
             // Relaxed: the lock says the same to the receiver; no data goes through it.
             slot.state.store(STATE_OPEN, Ordering::Relaxed);
-            let producer =
-                fanin::resume(s.lane(i), &s.area(i), s.capacity).map_err(|f| s.fault("open ring", i, f))?;
+            let producer = fanin::resume(s.lane(i), &s.area(i), s.capacity)
+                .map_err(|f| s.fault("open ring", i, f))?;
             return Ok(MpscSender {
                 shared: self.shared.clone(),
                 _lock: fd,
@@ -877,8 +889,8 @@ impl MpscRing {
     pub fn receiver(&self) -> Result<MpscReceiver> {
         let s = &self.shared;
         let fd = s.reopen()?;
-        let locked = try_lock_byte(fd.as_fd(), RECEIVER_LOCK)
-            .map_err(|e| s.lock_error("F_OFD_SETLK", e))?;
+        let locked =
+            try_lock_byte(fd.as_fd(), RECEIVER_LOCK).map_err(|e| s.lock_error("F_OFD_SETLK", e))?;
         // AcqRel: the claim is the one write to this word besides the close.
         let claimed = locked
             && s.receiver_state()
@@ -893,7 +905,9 @@ impl MpscRing {
                 ));
         }
         Ok(MpscReceiver {
-            consumers: (0..s.producers).map(|_| Consumer::new(s.capacity)).collect(),
+            consumers: (0..s.producers)
+                .map(|_| Consumer::new(s.capacity))
+                .collect(),
             next: 0,
             shared: self.shared.clone(),
             lock: fd,
@@ -1247,7 +1261,11 @@ impl MpscReceiver {
     /// As [`recv_timeout`](MpscReceiver::recv_timeout), also returning the producer slot
     /// the message came from. A slot is not an identity: a later sender may take over
     /// the slot of one that left.
-    pub fn recv_from_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(usize, usize)> {
+    pub fn recv_from_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(usize, usize)> {
         self.recv_until(buf, Deadline::after(timeout))
     }
 
@@ -1375,9 +1393,11 @@ impl crate::channel::Receiver for MpscReceiver {
 
     fn address(&self) -> Option<crate::addr::Address> {
         match &self.shared.object {
-            Object::Named(shm) => format!("ring:{}?producers={}", shm.name(), self.shared.producers)
-                .parse()
-                .ok(),
+            Object::Named(shm) => {
+                format!("ring:{}?producers={}", shm.name(), self.shared.producers)
+                    .parse()
+                    .ok()
+            }
             Object::Anonymous(_) => None,
         }
     }
