@@ -1143,7 +1143,10 @@ fn mpsc_views_loans_and_a_gone_receiver() {
     let mut loan = tx.loan(5).unwrap();
     loan.copy_from_slice(b"hello");
     loan.commit();
-    drop(tx.loan(7).unwrap()); // uncommitted: nothing
+    {
+        let mut loan = tx.loan(7).unwrap();
+        loan.fill(0xab);
+    } // dropped, not committed: publishes nothing
     tx.send(b"world").unwrap();
     let view = rx.recv_ref().unwrap();
     assert_eq!((&*view, view.slot()), (&b"hello"[..], tx.slot()));
