@@ -127,8 +127,12 @@
 //! least one slot has been used, and no slot has a live sender: each slot is unused,
 //! closed, or "open" with its lock free (its process died), and none is locked by a
 //! sender being set up. It learns this within about 50 to 100 ms of the last sender going
-//! (at once for a clean close). Unlike a single-producer ring's, this is not final: a
-//! new sender may claim a slot later, and the next receive then returns its messages.
+//! (at once for a clean close). Unlike a single-producer ring's, this is not final: it
+//! means "no sender now", and a new sender may claim a slot later, after which the next
+//! receive returns its messages. So a receiver whose senders start one after another may
+//! see it between the last message of one and the arrival of the next: wait until the
+//! senders it expects have claimed their slots (as the example `ring_mpsc` does), or treat
+//! `PeerGone` as "none at the moment" and receive again later.
 //!
 //! A sender gets `PeerGone` when the receiver closed or died, as in a single-producer
 //! ring. Every header field, slot state, head and record header is read once into a
