@@ -27,6 +27,7 @@
 //! | `max` | pipe, fifo, unix, tcp, unix-dgram, unix-seqpacket, shm, mailbox | the largest message, in bytes (`K`, `M`, `G` suffixes: 1024-based) | 16 MiB on byte streams and mailboxes, 64 KiB otherwise |
 //! | `capacity` | mq, shm, ring | how many messages the queue or slot array holds; a ring's data area in bytes (rounded up to a power of two) | mq: the system's `msg_default`; shm: 4; ring: 1 MiB |
 //! | `wait` | ring | how each side waits: `busy`, `adaptive` or `blocking` ([`crate::ring::Wait`]) | `adaptive` |
+//! | `producers` | ring | makes a multi-producer ring with this many sender slots, 1 to 64 ([`crate::ring::mpsc`]); both sides must say it | a single-producer ring |
 //! | `msgsize` | mq | `mq_msgsize`: the largest message | the system's `msgsize_default` |
 //! | `prio` | mq | the priority the sender sends with, 0 to 32767 | 0 |
 //! | `type` | sysv-mq | the sender's message type, and the type the receiver takes (positive) | sender 1, receiver any |
@@ -34,7 +35,7 @@
 //!
 //! Both sides of a channel should be given the same address: options that only the
 //! creating side uses (`mode`, `capacity`, `msgsize`) are ignored by the other, and
-//! options both use (`max`, `type`) must agree.
+//! options both use (`max`, `type`, `producers`) must agree.
 //!
 //! Names and paths are validated as the objects themselves validate them
 //! ([`PosixName`], [`crate::name::check_path`], [`crate::name::check_socket_path`]), so a bad name fails here,
@@ -148,7 +149,7 @@ impl Transport {
             Transport::Tcp => &["max", "nodelay"],
             Transport::Udp => &[],
             Transport::Mailbox => &["mode", "max"],
-            Transport::Ring => &["mode", "capacity", "wait"],
+            Transport::Ring => &["mode", "capacity", "wait", "producers"],
             Transport::Mq => &["mode", "capacity", "msgsize", "prio"],
             Transport::SysvMq => &["mode", "type"],
             Transport::Shm => &["mode", "capacity", "max"],
@@ -229,6 +230,8 @@ pub struct Options {
     pub nodelay: Option<bool>,
     /// `wait`: how a ring's side waits.
     pub wait: Option<crate::ring::Wait>,
+    /// `producers`: a multi-producer ring's number of sender slots.
+    pub producers: Option<usize>,
 }
 
 impl Options {
@@ -242,6 +245,7 @@ impl Options {
             "type" => self.mtype.map(|v| v.to_string()),
             "nodelay" => self.nodelay.map(|v| v.to_string()),
             "wait" => self.wait.map(|v| v.to_string()),
+            "producers" => self.producers.map(|v| v.to_string()),
             _ => None,
         }
     }
@@ -609,6 +613,17 @@ impl Options {
                 Ok(w) => self.wait = Some(w),
                 Err(_) => return Err(bad("expected busy, adaptive or blocking")),
             },
+            "producers" => match value.parse::<usize>() {
+                Ok(n) if (1..=crate::ring::MAX_PRODUCERS).contains(&n) => {
+                    self.producers = Some(n);
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "a ring has 1 to {} producer slots",
+                        crate::ring::MAX_PRODUCERS
+                    )));
+                }
+            },
             _ => unreachable!("every allowed option is handled above"),
         }
         Ok(())
@@ -913,6 +928,9 @@ mod tests {
             "nodelay" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
             "wait" => prop::sample::select(vec!["busy", "adaptive", "blocking"])
                 .prop_map(str::to_string)
+                .boxed(),
+            "producers" => (1..=crate::ring::MAX_PRODUCERS)
+                .prop_map(|n| n.to_string())
                 .boxed(),
             _ => unreachable!("{key}"),
         }

@@ -523,7 +523,7 @@ fn a_corrupted_header_field_is_refused_at_open_as_corrupt() {
         (MAGIC, 0x1234_5678, 4, "magic"),
         (VERSION, 99, 4, "version 99"),
         (DATA_OFFSET_FIELD, 64, 4, "offset 64"),
-        (FLAGS, 1, 4, "flags"),
+        (FLAGS, 2, 4, "flags 0x2"), // 1 is a multi-producer ring, refused by name
         (CAPACITY, 3000, 8, "3000 bytes"),
         (CAPACITY, 1 << 40, 8, "fits"),
         (CAPACITY, 8, 8, "8 bytes"),
@@ -756,4 +756,587 @@ fn senders_and_receivers_are_send_and_work_as_trait_objects() {
     tx.send(b"boxed").unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+}
+
+// ---------------------------------------------------------------------------------------
+// multi-producer rings
+
+/// The multi-producer layout's offsets (module docs of `ring::mpsc`), for two slots.
+const PRODUCERS: usize = 128;
+const SLOTS: usize = 384;
+const LANES_OF_TWO: usize = 512;
+const DATA_OF_TWO: usize = 512 + 2 * 384;
+
+/// Message `seq` of producer `id`: its id and sequence number, then the bytes of
+/// [`message`] for a stream of its own, so a torn, reordered, repeated or misattributed
+/// message cannot pass [`check_from`].
+fn message_from(id: u64, seq: u64, max: usize) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(max);
+    msg.extend_from_slice(&id.to_le_bytes());
+    msg.extend_from_slice(&seq.to_le_bytes());
+    msg.extend(message(seq ^ (id << 48), max - 16));
+    msg
+}
+
+/// Checks a message against the next one expected from its producer (by the id it
+/// carries) and counts it.
+fn check_from(next: &mut std::collections::HashMap<u64, u64>, max: usize, got: &[u8]) -> u64 {
+    assert!(
+        got.len() >= 16,
+        "a message of {} bytes has no id",
+        got.len()
+    );
+    let id = u64::from_le_bytes(got[..8].try_into().unwrap());
+    let seq = u64::from_le_bytes(got[8..16].try_into().unwrap());
+    let want = next.entry(id).or_insert(0);
+    assert_eq!(
+        seq, *want,
+        "producer {id}: message {seq} arrived instead of {want}"
+    );
+    let expect = message_from(id, seq, max);
+    assert!(
+        got == expect.as_slice(),
+        "producer {id}: message {seq} damaged"
+    );
+    *want += 1;
+    id
+}
+
+/// A producer process: opens the ring, sends `COUNT` messages (every other one through a
+/// loan written byte by byte), or forever when `COUNT` is 0.
+fn mpsc_producer() {
+    let mut tx = RingOptions::new()
+        .producers(1)
+        .open_named(&arg("NAME"))
+        .unwrap()
+        .sender()
+        .unwrap();
+    let id: u64 = arg("ID").parse().unwrap();
+    let count: u64 = arg("COUNT").parse().unwrap();
+    let max = tx.max_message();
+    say("sending");
+    let mut seq = 0;
+    while count == 0 || seq < count {
+        let msg = message_from(id, seq, max);
+        if seq % 2 == 0 {
+            tx.send(&msg).unwrap();
+        } else {
+            let mut loan = tx.loan(msg.len()).unwrap();
+            for (d, s) in loan.iter_mut().zip(&msg) {
+                *d = *s;
+            }
+            loan.commit();
+        }
+        seq += 1;
+    }
+}
+
+#[test]
+fn mpsc_producer_processes_deliver_thousands_of_messages_each_in_order_in_every_wait_mode() {
+    const TEST: &str =
+        "mpsc_producer_processes_deliver_thousands_of_messages_each_in_order_in_every_wait_mode";
+    if role().as_deref() == Some("producer") {
+        return mpsc_producer();
+    }
+    const COUNT: u64 = 3000;
+    for wait in all_waits() {
+        let name = unique_name("shm");
+        let ring = RingOptions::new()
+            .capacity(4096)
+            .wait(wait)
+            .producers(3)
+            .create_named(&name)
+            .unwrap();
+        let mut rx = ring.receiver().unwrap();
+        let mut kids: Vec<KillOnDrop> = (0..3)
+            .map(|id| {
+                let id = id.to_string();
+                let count = COUNT.to_string();
+                let args = [("NAME", name.as_str()), ("ID", &id), ("COUNT", &count)];
+                KillOnDrop(Some(child(TEST, "producer", &args).spawn().unwrap()))
+            })
+            .collect();
+        // Every producer holds its slot before the first receive: PeerGone means "no
+        // producer now", true for a moment if one finished before another started.
+        for k in &mut kids {
+            wait_for_line(k.0.as_mut().unwrap(), "sending");
+        }
+        let max = rx.max_message();
+        let mut buf = vec![0u8; max];
+        let mut next = std::collections::HashMap::new();
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    check_from(&mut next, max, &buf[..n]);
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::PeerGone, "{wait}: {e}");
+                    assert!(e.to_string().contains("every producer"), "{e}");
+                    break;
+                }
+            }
+        }
+        assert_eq!(next.len(), 3, "{wait}: {next:?}");
+        assert!(next.values().all(|&n| n == COUNT), "{wait}: {next:?}");
+        for mut k in kids {
+            let c = k.0.take().unwrap();
+            let out = finish(c);
+            assert!(out.status.success(), "{wait}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn mpsc_producer_killed_at_random_points_leaves_whole_messages_and_the_others_go_on() {
+    // Reliability 1 with several producers: one is SIGKILLed at random instants while
+    // the other two send; the receiver sees a whole, in-order prefix of the victim's
+    // messages, every message of the others, and PeerGone only after all are gone.
+    const TEST: &str =
+        "mpsc_producer_killed_at_random_points_leaves_whole_messages_and_the_others_go_on";
+    if role().as_deref() == Some("producer") {
+        return mpsc_producer();
+    }
+    const COUNT: u64 = 2000;
+    let mut seed = mix(u64::from(std::process::id()));
+    for round in 0..9 {
+        let wait = all_waits()[round % 3];
+        let name = unique_name("shm");
+        let ring = RingOptions::new()
+            .capacity(4096)
+            .wait(wait)
+            .producers(3)
+            .create_named(&name)
+            .unwrap();
+        let mut rx = ring.receiver().unwrap();
+        let spawn = |id: &str, count: &str| {
+            let args = [("NAME", name.as_str()), ("ID", id), ("COUNT", count)];
+            child(TEST, "producer", &args).spawn().unwrap()
+        };
+        let mut victim = spawn("0", "0");
+        wait_for_line(&mut victim, "sending");
+        let mut others = [spawn("1", "2000"), spawn("2", "2000")];
+        for c in &mut others {
+            wait_for_line(c, "sending");
+        }
+        seed = mix(seed);
+        let delay = Duration::from_micros(seed % 20_000);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = victim.kill();
+            let _ = victim.wait();
+        });
+        let max = rx.max_message();
+        let mut buf = vec![0u8; max];
+        let mut next = std::collections::HashMap::new();
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    check_from(&mut next, max, &buf[..n]);
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::PeerGone, "{wait}: {e}");
+                    break;
+                }
+            }
+        }
+        killer.join().unwrap();
+        for c in others {
+            assert!(finish(c).status.success());
+        }
+        assert_eq!(next.get(&1), Some(&COUNT), "{wait}: {next:?}");
+        assert_eq!(next.get(&2), Some(&COUNT), "{wait}: {next:?}");
+        // The victim's slot is free again: a new sender takes it and is heard. (It may
+        // need a pad consumed first, so it sends from a thread of its own.)
+        let mut tx = ring.sender().unwrap();
+        let msg = message_from(0, next.get(&0).copied().unwrap_or(0), max);
+        let sending = std::thread::spawn(move || tx.send(&msg));
+        let n = rx.recv(&mut buf).unwrap();
+        check_from(&mut next, max, &buf[..n]);
+        sending.join().unwrap().unwrap();
+    }
+}
+
+#[test]
+fn mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused() {
+    // Reliability 1, deterministically: killed while holding an uncommitted loan. The
+    // live producer keeps its slot; the next sender must take the dead one's, and
+    // resumes right after its last whole message.
+    const TEST: &str =
+        "mpsc_a_half_written_loan_of_a_killed_producer_is_skipped_and_its_slot_reused";
+    if role().as_deref() == Some("victim") {
+        let mut tx = RingOptions::new()
+            .producers(1)
+            .open_named(&arg("NAME"))
+            .unwrap()
+            .sender()
+            .unwrap();
+        tx.send(b"whole").unwrap();
+        let mut loan = tx.loan(1000).unwrap();
+        loan[..500].fill(b'h');
+        say("loaned");
+        std::thread::sleep(Duration::from_secs(60));
+        unreachable!();
+    }
+    let name = unique_name("shm");
+    let ring = RingOptions::new()
+        .capacity(4096)
+        .wait(Wait::Blocking)
+        .producers(2)
+        .create_named(&name)
+        .unwrap();
+    let mut rx = ring.receiver().unwrap();
+    let mut live = ring.sender().unwrap();
+    let mut proc = KillOnDrop(Some(
+        child(TEST, "victim", &[("NAME", &name)]).spawn().unwrap(),
+    ));
+    wait_for_line(proc.0.as_mut().unwrap(), "loaned");
+    // Both slots taken.
+    assert_eq!(ring.sender().unwrap_err().kind(), ErrorKind::LimitReached);
+    proc.kill();
+    live.send(b"live").unwrap();
+    let mut after = ring.sender().unwrap();
+    assert_eq!(after.slot(), 1 - live.slot());
+    after.send(b"after").unwrap();
+    let mut buf = [0u8; 4096];
+    let mut got = vec![];
+    for _ in 0..3 {
+        let (n, slot) = rx
+            .recv_from_timeout(&mut buf, Duration::from_secs(10))
+            .unwrap();
+        got.push((slot, buf[..n].to_vec()));
+    }
+    let from_dead: Vec<_> = got.iter().filter(|(s, _)| *s == after.slot()).collect();
+    assert_eq!(from_dead.len(), 2, "{got:?}");
+    assert_eq!(from_dead[0].1, b"whole");
+    assert_eq!(from_dead[1].1, b"after");
+    assert!(got.iter().any(|(s, m)| *s == live.slot() && m == b"live"));
+    assert_eq!(
+        rx.try_recv(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    // All gone: PeerGone; not final, a new sender is heard again.
+    drop((live, after));
+    let err = rx
+        .recv_timeout(&mut buf, Duration::from_secs(10))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+    let mut again = ring.sender().unwrap();
+    again.send(b"again").unwrap();
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"again");
+}
+
+#[test]
+fn mpsc_more_producers_than_slots_are_refused_and_a_closed_slot_is_reused_in_order() {
+    let ring = RingOptions::new()
+        .capacity(256)
+        .producers(2)
+        .anonymous()
+        .unwrap();
+    assert_eq!(ring.producers(), 2);
+    let mut rx = ring.receiver().unwrap();
+    assert_eq!(
+        ring.receiver().unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let mut a = ring.sender().unwrap();
+    let b = ring.sender().unwrap();
+    let err = ring.sender().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitReached, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("open ring") && text.contains("2 producer slots"),
+        "{text}"
+    );
+    assert!(text.contains("RingOptions::producers"), "{text}");
+    // Wrap a's lane a few times, then leave messages in it and close it.
+    let mut buf = [0u8; 256];
+    for i in 0..40u8 {
+        a.send(&[i; 100]).unwrap();
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[i; 100]);
+    }
+    a.send(b"one").unwrap();
+    a.send(b"two").unwrap();
+    let slot = a.slot();
+    drop(a);
+    let mut c = ring.sender().unwrap();
+    assert_eq!(c.slot(), slot);
+    c.send(b"three").unwrap();
+    for want in [&b"one"[..], b"two", b"three"] {
+        let (n, from) = rx
+            .recv_from_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!((&buf[..n], from), (want, slot));
+    }
+    // Too large, and out of range producer counts.
+    let err = c.send(&[0; 241]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+    // Exactly the largest message (it may need a pad first, which only the receiver
+    // can consume, so the send runs on its own thread).
+    let full = std::thread::spawn(move || c.send(&[9; 240]).map(|()| c));
+    assert_eq!(rx.recv(&mut buf).unwrap(), 240);
+    assert_eq!(buf[..240], [9; 240]);
+    let _c = full.join().unwrap().unwrap();
+    for n in [0, ipcx::ring::MAX_PRODUCERS + 1] {
+        let err = RingOptions::new().producers(n).anonymous().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(&format!("not {n}")), "{err}");
+    }
+    drop(b);
+}
+
+#[test]
+fn mpsc_blocked_receiver_and_full_lanes_wake_in_every_wait_mode() {
+    for wait in all_waits() {
+        let ring = RingOptions::new()
+            .capacity(64)
+            .wait(wait)
+            .producers(2)
+            .anonymous()
+            .unwrap();
+        let mut rx = ring.receiver().unwrap();
+        let mut txs = [ring.sender().unwrap(), ring.sender().unwrap()];
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            rx.try_recv(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        let err = rx
+            .recv_timeout(&mut buf, Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        // Fill both lanes (48 bytes of message each), then send from threads that block.
+        for tx in &mut txs {
+            tx.send(&[1; 48]).unwrap();
+            assert_eq!(
+                tx.try_send(&[2; 48]).unwrap_err().kind(),
+                ErrorKind::WouldBlock
+            );
+        }
+        let threads: Vec<_> = txs
+            .into_iter()
+            .map(|mut tx| {
+                std::thread::spawn(move || {
+                    tx.send(&[2; 48]).unwrap();
+                    tx.send(&[3; 48]).unwrap();
+                })
+            })
+            .collect();
+        let mut count = [0usize; 4];
+        for _ in 0..6 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(n, 48);
+            count[buf[0] as usize] += 1;
+        }
+        assert_eq!(count, [0, 2, 2, 2], "{wait}");
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The senders are gone: a blocked receiver learns it.
+        let err = rx.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PeerGone, "{wait}: {err}");
+    }
+}
+
+#[test]
+fn mpsc_views_loans_and_a_gone_receiver() {
+    let ring = RingOptions::new()
+        .capacity(1024)
+        .producers(2)
+        .anonymous()
+        .unwrap();
+    let mut rx = ring.receiver().unwrap();
+    let mut tx = ring.sender().unwrap();
+    let mut loan = tx.loan(5).unwrap();
+    loan.copy_from_slice(b"hello");
+    loan.commit();
+    {
+        let mut loan = tx.loan(7).unwrap();
+        loan.fill(0xab);
+    } // dropped, not committed: publishes nothing
+    tx.send(b"world").unwrap();
+    let view = rx.recv_ref().unwrap();
+    assert_eq!((&*view, view.slot()), (&b"hello"[..], tx.slot()));
+    drop(view);
+    let view = rx.try_recv_ref().unwrap();
+    assert_eq!(&*view, b"world");
+    drop(view);
+    drop(rx);
+    let err = tx.send(b"x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+    assert!(err.to_string().contains("receiver closed"), "{err}");
+}
+
+#[test]
+fn mpsc_corrupted_header_and_slot_values_are_corrupt_never_trusted() {
+    // Reliability 8 and 9 for the multi-producer layout.
+    let name = unique_name("shm");
+    let ring = RingOptions::new()
+        .capacity(256)
+        .producers(2)
+        .create_named(&name)
+        .unwrap();
+    let (_shm, region) = hostile(&name);
+    let open = || RingOptions::new().producers(1).open_named(&name);
+    let cases: [(usize, u64, usize, &str); 9] = [
+        (PRODUCERS, 0, 4, "0 producer slots"),
+        (PRODUCERS, 65, 4, "65 producer slots"),
+        (
+            PRODUCERS,
+            u64::from(u32::MAX),
+            4,
+            "4294967295 producer slots",
+        ),
+        (PRODUCERS, 64, 4, "do not fit"),
+        (CAPACITY, 1 << 20, 8, "do not fit"),
+        (PRODUCERS, 1, 4, "1 lanes put it"),
+        (DATA_OFFSET_FIELD, 64, 4, "offset 64"),
+        (FLAGS, 6, 4, "flags 0x6"),
+        (CAPACITY, 100, 8, "100 bytes"),
+    ];
+    for (offset, value, size, expect) in cases {
+        let mut saved = [0u8; 8];
+        region.read(offset, &mut saved[..size]).unwrap();
+        region.write(offset, &value.to_le_bytes()[..size]).unwrap();
+        let err = open().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{expect}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("open ring") && text.contains(&name), "{text}");
+        assert!(text.contains(expect), "{expect}: {text}");
+        region.write(offset, &saved[..size]).unwrap();
+    }
+    // The two kinds of ring are told apart, not taken for corrupt.
+    let err = RingOptions::new().open_named(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("multi-producer"), "{err}");
+    let spsc_name = unique_name("shm");
+    let spsc = RingOptions::new().create_named(&spsc_name).unwrap();
+    let err = RingOptions::new()
+        .producers(1)
+        .open_named(&spsc_name)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("single-producer"), "{err}");
+    drop(spsc);
+
+    let ring2 = open().unwrap();
+    let mut rx = ring.receiver().unwrap();
+    let mut buf = [0u8; 256];
+    // A slot state that is not 0, 1 or 2: the receiver's liveness check and a claimant
+    // both refuse it.
+    region.write(SLOTS + 16, &7u32.to_le_bytes()).unwrap();
+    let err = rx.try_recv(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("producer slot 1"), "{err}");
+    let mut tx = ring2.sender().unwrap(); // slot 0 is fine
+    assert_eq!(tx.slot(), 0);
+    let err = ring2.sender().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    region.write(SLOTS + 16, &0u32.to_le_bytes()).unwrap();
+    // A record header that does not fit: Corrupt for the receiver.
+    tx.send(b"fine").unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+    tx.send(b"spoilt").unwrap();
+    region
+        .write(
+            DATA_OF_TWO + 16,
+            &((u64::from(u32::from_le_bytes(*b"rMSG")) << 32) | 5000).to_le_bytes(),
+        )
+        .unwrap();
+    let err = rx.recv(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("lane 0"), "{err}");
+    // A head that moved back or past what was published: Corrupt for the sender once
+    // it needs room, and for a sender resuming the lane.
+    region
+        .write(LANES_OF_TWO, &1_000_001u64.to_le_bytes())
+        .unwrap();
+    let err = loop {
+        match tx.try_send(&[0; 100]) {
+            Ok(()) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    drop(tx);
+    let err = ring2.sender().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("lane 0"), "{err}");
+}
+
+#[test]
+fn mpsc_ring_addresses_take_a_producers_option_through_the_channel_layer() {
+    const TEST: &str = "mpsc_ring_addresses_take_a_producers_option_through_the_channel_layer";
+    if role().as_deref() == Some("sender") {
+        let addr: Address = arg("ADDR").parse().unwrap();
+        let id: u8 = arg("ID").parse().unwrap();
+        let mut tx = channel::sender_timeout(&addr, Duration::from_secs(10)).unwrap();
+        for i in 0..500u32 {
+            let mut msg = vec![id];
+            msg.extend(i.to_le_bytes().repeat(i as usize % 30));
+            tx.send(&msg).unwrap();
+        }
+        return;
+    }
+    let name = unique_name("shm");
+    let addr: Address = format!("ring:{name}?capacity=4K&producers=2&wait=adaptive")
+        .parse()
+        .unwrap();
+    assert_eq!(addr.options().producers, Some(2));
+    for bad in ["0", "65", "two"] {
+        let err = format!("ring:{name}?producers={bad}")
+            .parse::<Address>()
+            .unwrap_err();
+        assert!(err.to_string().contains("1 to 64 producer slots"), "{err}");
+    }
+    let mut rx = channel::receiver(&addr).unwrap();
+    assert_eq!(rx.max_message(), 4096 - 16);
+    assert_eq!(rx.address().unwrap().options().producers, Some(2));
+    let procs: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|id| {
+            let args = [("ADDR", addr.to_string()), ("ID", id.to_string())];
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            child(TEST, "sender", &args).spawn().unwrap()
+        })
+        .collect();
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut next = [0u32; 3];
+    let (mut received, mut gaps) = (0, 0);
+    while received < 1000 {
+        let n = match rx.recv_timeout(&mut buf, Duration::from_secs(20)) {
+            Ok(n) => n,
+            // No sender now: one finished before the other connected. Not final.
+            Err(e) if e.kind() == ErrorKind::PeerGone => {
+                gaps += 1;
+                assert!(gaps < 2000, "no sender came back: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        received += 1;
+        let id = buf[0] as usize;
+        let i = next[id];
+        assert_eq!(
+            &buf[1..n],
+            i.to_le_bytes().repeat(i as usize % 30).as_slice()
+        );
+        next[id] += 1;
+    }
+    for p in procs {
+        let out = finish(p);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap_err().kind(), ErrorKind::PeerGone);
+    // A sender that leaves out the option is told what the ring is.
+    let plain: Address = format!("ring:{name}").parse().unwrap();
+    let err = channel::sender_timeout(&plain, Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("multi-producer"), "{err}");
 }

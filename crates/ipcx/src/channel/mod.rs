@@ -310,6 +310,7 @@ pub fn receiver(addr: &Address) -> Result<Box<dyn Receiver + Send>> {
         Transport::Mq => Box::new(MqReceiver::open(addr)?),
         Transport::SysvMq => Box::new(SysvMqReceiver::open(addr)?),
         Transport::Shm => Box::new(ShmReceiver::open(addr)?),
+        Transport::Ring if addr.options().producers.is_some() => Box::new(mpsc_receiver(addr)?),
         Transport::Ring => Box::new(ring_receiver(addr)?),
         Transport::Mailbox => Box::new(MailboxReceiver::open(addr)?),
     };
@@ -353,6 +354,9 @@ fn open_sender(addr: &Address, deadline: Deadline) -> Result<Box<dyn Sender + Se
         Transport::Mq => Box::new(MqSender::open(addr, deadline)?),
         Transport::SysvMq => Box::new(SysvMqSender::open(addr, deadline)?),
         Transport::Shm => Box::new(ShmSender::open(addr, deadline)?),
+        Transport::Ring if addr.options().producers.is_some() => {
+            Box::new(mpsc_sender(addr, deadline)?)
+        }
         Transport::Ring => Box::new(ring_sender(addr, deadline)?),
         Transport::Mailbox => Box::new(MailboxSender::open(addr, deadline)?),
     })
@@ -384,6 +388,41 @@ fn ring_sender(addr: &Address, deadline: Deadline) -> Result<crate::ring::RingSe
             Deadline::At(at, _) => at.saturating_duration_since(std::time::Instant::now()),
         };
         ring_options(addr).open_wait(wait).open_named(name.as_str())
+    })?;
+    ring.sender().map_err(|e| e.with_object(addr))
+}
+
+/// `ring:/NAME?producers=N`'s receiver: creates the multi-producer ring and becomes its
+/// one receiver.
+fn mpsc_receiver(addr: &Address) -> Result<crate::ring::MpscReceiver> {
+    let name = addr
+        .name()
+        .unwrap_or_else(|| unreachable!("ring addresses have a name"));
+    let producers = addr.options().producers.unwrap_or(1);
+    ring_options(addr)
+        .producers(producers)
+        .create_named(name.as_str())
+        .and_then(|ring| ring.receiver())
+        .map_err(|e| e.with_object(addr))
+}
+
+/// `ring:/NAME?producers=N`'s sender: waits for the receiver to create the ring, then
+/// claims one of its producer slots.
+fn mpsc_sender(addr: &Address, deadline: Deadline) -> Result<crate::ring::MpscSender> {
+    let name = addr
+        .name()
+        .unwrap_or_else(|| unreachable!("ring addresses have a name"));
+    let producers = addr.options().producers.unwrap_or(1);
+    let ring = until_receiver(addr, deadline, |deadline| {
+        let wait = match deadline {
+            Deadline::Now => Duration::ZERO,
+            Deadline::Never => crate::shm::posix::DEFAULT_INIT_WAIT,
+            Deadline::At(at, _) => at.saturating_duration_since(std::time::Instant::now()),
+        };
+        ring_options(addr)
+            .open_wait(wait)
+            .producers(producers)
+            .open_named(name.as_str())
     })?;
     ring.sender().map_err(|e| e.with_object(addr))
 }

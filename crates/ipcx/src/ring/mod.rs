@@ -7,6 +7,8 @@
 //! socket or inherited: [`RingOptions::anonymous`] and [`RingOptions::from_fd`]) or named
 //! (POSIX shared memory, for unrelated processes: [`RingOptions::create_named`] and
 //! [`RingOptions::open_named`]). It carries one sender and one receiver for its whole life.
+//! For several senders, make a multi-producer ring with [`RingOptions::producers`]: see
+//! [`mpsc`].
 //!
 //! ```
 //! use ipcx::ring::{RingOptions, Wait};
@@ -125,8 +127,14 @@
 //! - [fcntl(2), "Open file description locks"](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 #![allow(unsafe_code)]
 
+mod fanin;
+pub mod mpsc;
 mod protocol;
 mod sync;
+
+pub use self::mpsc::{
+    MAX_PRODUCERS, MpscLoan, MpscOptions, MpscReceiver, MpscRecvRef, MpscRing, MpscSender,
+};
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -572,6 +580,14 @@ impl Shared {
             return corrupt(format!(
                 "ring layout version {version}; this side speaks version {VERSION}"
             ));
+        }
+        if flags == mpsc::FLAG_MPSC {
+            return Err(Error::new("open ring", ErrorKind::InvalidInput)
+                .with_object(&label)
+                .with_hint(
+                    "this is a multi-producer ring: open it with \
+                     RingOptions::new().producers(1).open_named (or from_fd)",
+                ));
         }
         if data_offset as usize != DATA_OFFSET || flags != 0 {
             return corrupt(format!(

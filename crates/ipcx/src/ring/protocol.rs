@@ -182,6 +182,19 @@ impl Producer {
         }
     }
 
+    /// A producer taking over a lane whose earlier producer left: `tail` bytes were
+    /// published there and the receiver had released `head` of them when last looked
+    /// (the multi-producer ring's `fanin::resume` finds both; `head <= tail`, both
+    /// multiples of 8, `tail - head` at most the capacity minus 8).
+    pub(crate) fn at(capacity: u64, tail: u64, head: u64) -> Producer {
+        debug_assert!(head <= tail && tail - head + RECORD_HEADER <= capacity);
+        Producer {
+            tail,
+            head,
+            capacity,
+        }
+    }
+
     /// Whether `need` bytes are free after the tail, reading the shared head only when
     /// the last one seen does not leave enough.
     fn room(&mut self, c: &Control, need: u64) -> Result<bool, Fault> {
