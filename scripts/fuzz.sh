@@ -72,10 +72,10 @@ for t in "${targets[@]}"; do
         echo "-- $t FAILED (exit $status); the end of $log:"
         tail -40 "$log"
     fi
-    summary+=("$(printf '%-14s %8s %12s %10s %8s' "$t" "$secs" "${execs:-?}" "${rate:-?}" "$crashes")")
+    summary+=("$(printf '%-18s %8s %12s %10s %8s' "$t" "$secs" "${execs:-?}" "${rate:-?}" "$crashes")")
 done
 
 echo
-printf '%-14s %8s %12s %10s %8s\n' target seconds executions exec/s crashes
+printf '%-18s %8s %12s %10s %8s\n' target seconds executions exec/s crashes
 printf '%s\n' "${summary[@]}"
 exit $failed

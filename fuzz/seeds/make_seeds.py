@@ -78,3 +78,14 @@ put("fd_passing", bytes([1, 0x33, 4, 4, 0, 0, 0x81, 2]) + b"datagram")
 put("fd_passing", bytes([2, 0x40, 2, 2, 0, 0, 1, 2, 3]) + b"too many")
 put("fd_passing", bytes([1, 0x24, 2, 2, 0, 5, 6]) + b"no room")
 put("fd_passing", bytes([2, 0x00, 0, 0, 0]) + b"x" * 100)
+
+# mailbox_datagram: how (1: start from a valid header; 2: claim another uid; 4: send
+# unbound), descriptor count, seals, memfd size / 16, uid, then the datagram (or, with
+# how & 1, kind, memfd flag, id, patch and the body).
+put("mailbox_datagram", bytes([0, 0, 0, 0, 0]) + mb(3, 0, 0, 4, b"ping"))
+put("mailbox_datagram", bytes([0, 0, 0, 0, 0]) + mb(1, 0, 5, 2, b"hi"))
+put("mailbox_datagram", bytes([0, 1, 0x0F, 4, 0]) + mb(3, 1, 0, 64))
+put("mailbox_datagram", bytes([1, 1, 0x05, 200, 0]) + bytes([0, 1, 5, 0]))
+put("mailbox_datagram", bytes([3, 0, 0, 0, 7]) + bytes([2, 0, 0, 0]) + b"hi")
+put("mailbox_datagram", bytes([5, 0, 0, 0, 0]) + bytes([1, 0, 9, 0]) + b"reply")
+put("mailbox_datagram", bytes([1, 3, 0x0F, 1, 0]) + bytes([2, 1, 0, 0]))
