@@ -271,7 +271,7 @@ fn an_interrupted_large_message_costs_linear_work() {
     let mut calls = 0u32;
     let mut read = |buf: &mut [u8]| {
         calls += 1;
-        if calls % 2 == 0 {
+        if calls.is_multiple_of(2) {
             return Err(ipcx::Error::new("read", ErrorKind::WouldBlock));
         }
         let n = 4096.min(buf.len()).min(stream.len() - pos);
