@@ -140,9 +140,10 @@ enum State {
 /// An incremental frame decoder with a bounded read-ahead buffer.
 ///
 /// Memory: a read-ahead buffer of at most 64 KiB (smaller for small caps), plus, only
-/// while a large message is half received between two calls, the part of it that has
-/// arrived. Never more than the cap plus the read-ahead, and never ahead of the bytes
-/// that actually arrived.
+/// for a message whose receipt was interrupted (a call that returned before it was
+/// complete), the part of it that has arrived, in a buffer grown by doubling up to the
+/// message's length. Never more than the cap plus the read-ahead, and never more than
+/// twice the bytes that actually arrived.
 #[derive(Debug)]
 pub struct Decoder {
     max: usize,
