@@ -140,9 +140,10 @@ enum State {
 /// An incremental frame decoder with a bounded read-ahead buffer.
 ///
 /// Memory: a read-ahead buffer of at most 64 KiB (smaller for small caps), plus, only
-/// while a large message is half received between two calls, the part of it that has
-/// arrived. Never more than the cap plus the read-ahead, and never ahead of the bytes
-/// that actually arrived.
+/// for a message whose receipt was interrupted (a call that returned before it was
+/// complete), the part of it that has arrived, in a buffer grown by doubling up to the
+/// message's length. Never more than the cap plus the read-ahead, and never more than
+/// twice the bytes that actually arrived.
 #[derive(Debug)]
 pub struct Decoder {
     max: usize,
@@ -217,8 +218,9 @@ impl Decoder {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        // Payload bytes already copied into `out` during this call (moved out of
-        // `partial`); on an early return they go back into `partial`.
+        // Whether this call receives the current message straight into `out` (nothing of
+        // it was kept from an earlier call); on an early return, what arrived of it goes
+        // into `partial`.
         let mut in_out = false;
         loop {
             match self.state {
@@ -255,11 +257,36 @@ impl Decoder {
                             ),
                         ));
                     }
-                    if !in_out {
-                        out[..got].copy_from_slice(&self.partial[..got]);
-                        self.partial = Vec::new();
-                        in_out = true;
+                    if got > 0 && !in_out {
+                        // An earlier call was interrupted inside this message, which it
+                        // left in `partial`: collect the rest there too and copy it out
+                        // once, so that each interruption costs nothing. (Moving it into
+                        // `out` and back on every call would make a message that arrives
+                        // in many interrupted pieces, say polled with `try_recv`, cost
+                        // time quadratic in its size.)
+                        let take = (self.end - self.start).min(len - got);
+                        reserve_capped(&mut self.partial, take, len);
+                        self.partial
+                            .extend_from_slice(&self.buf[self.start..self.start + take]);
+                        self.start += take;
+                        got += take;
+                        self.state = State::Payload { len, got };
+                        if got == len {
+                            out[..len].copy_from_slice(&self.partial);
+                            self.partial = Vec::new();
+                            self.state = State::Header;
+                            return Ok(len);
+                        }
+                        match self.fill(read) {
+                            Ok(0) => return Err(self.ended(len, got)),
+                            Ok(_) => continue,
+                            Err(e) => return Err(e),
+                        }
                     }
+                    // Nothing of this message is kept from an earlier call: it goes
+                    // straight into `out`, and into `partial` only if this call ends
+                    // before it is complete.
+                    in_out = true;
                     let take = (self.end - self.start).min(len - got);
                     out[got..got + take].copy_from_slice(&self.buf[self.start..self.start + take]);
                     self.start += take;
@@ -344,6 +371,20 @@ impl Decoder {
         };
         self.reset();
         e
+    }
+}
+
+/// Makes room in `partial` for `more` bytes of a message of `len`: growing by doubling
+/// (so that collecting a message piece by piece costs time linear in its size) but never
+/// past `len` (so that it holds no more than the message).
+fn reserve_capped(partial: &mut Vec<u8>, more: usize, len: usize) {
+    let need = partial.len() + more;
+    if need > partial.capacity() {
+        let target = partial
+            .capacity()
+            .saturating_mul(2)
+            .clamp(need, len.max(need));
+        partial.reserve_exact(target - partial.len());
     }
 }
 

@@ -403,6 +403,65 @@ impl MailboxOptions {
     }
 }
 
+/// A wire header's fields as [`decode_wire_header`] returns them. Not part of the API:
+/// it exists for the fuzz targets in `fuzz/`, and may change at any time.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireHeader {
+    /// The message kind byte: 1 request, 2 reply, 3 one-way, 4 refusal.
+    pub kind: u8,
+    /// The flag bits (bit 0: payload in a memfd).
+    pub flags: u16,
+    /// The correlation id.
+    pub id: u64,
+    /// The announced payload length.
+    pub len: u64,
+}
+
+/// Decodes and checks a datagram's header as a mailbox's receiving thread does, given
+/// the number of descriptors that came with it. Not part of the API: for `fuzz/`.
+///
+/// # Errors
+/// [`ErrorKind::Corrupt`] for every header the receiver drops as malformed.
+#[doc(hidden)]
+pub fn decode_wire_header(datagram: &[u8], fds: usize) -> Result<WireHeader> {
+    Header::decode(datagram, fds).map(|h| WireHeader {
+        kind: h.kind as u8,
+        flags: h.flags,
+        id: h.id,
+        len: h.len,
+    })
+}
+
+/// Encodes a header as a sender does; `None` for a kind byte that is not 1 to 4. Not
+/// part of the API: for `fuzz/`.
+#[doc(hidden)]
+pub fn encode_wire_header(h: WireHeader) -> Option<[u8; HEADER_LEN]> {
+    let kind = match h.kind {
+        1 => Kind::Request,
+        2 => Kind::Reply,
+        3 => Kind::OneWay,
+        4 => Kind::Refusal,
+        _ => return None,
+    };
+    Some(
+        Header {
+            kind,
+            flags: h.flags,
+            id: h.id,
+            len: h.len,
+        }
+        .encode(),
+    )
+}
+
+/// The error a requester gets for a refusal carrying `payload`. Not part of the API: for
+/// `fuzz/`.
+#[doc(hidden)]
+pub fn refusal_payload_error(payload: &[u8]) -> Error {
+    refusal_error(payload)
+}
+
 /// Checks a mailbox name: 1 to [`NAME_MAX`] bytes of ASCII letters, digits, `-`, `_` and
 /// `.`, not starting with `.`, not ending in `.lock`.
 ///

@@ -131,7 +131,8 @@ pub trait UnixSocketExt: AsFd + sealed::Sealed {
     /// carried more than `max_fds` descriptors ([`ErrorKind::Corrupt`]), when this process
     /// had no room for them (`EMFILE`: [`ErrorKind::LimitReached`]), or when a datagram
     /// did not fit `buf` ([`ErrorKind::MessageTooLarge`]). `Ok((0, []))` on a stream is
-    /// end of file.
+    /// end of file, given a non-empty `buf`: as with [`std::io::Read::read`], an empty
+    /// `buf` reads 0 bytes (and still returns the descriptors that came).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] if `max_fds` exceeds [`MAX_FDS_PER_MESSAGE`].
