@@ -346,6 +346,12 @@ impl Consumer {
         unreachable_pad(self.head)
     }
 
+    /// The offset in the data area where the next record's header will be.
+    #[allow(dead_code)] // used by the library, not by the loom model
+    pub(crate) fn position(&self) -> u64 {
+        self.head & (self.capacity - 1)
+    }
+
     /// Releases `rec` bytes (a record [`Consumer::next`] returned) back to the sender.
     pub(crate) fn release(&mut self, c: &Control, w: &impl Wake, rec: u64) {
         self.head += rec;
