@@ -15,8 +15,8 @@
 //! | events and signals | [`eventfd`], [`signal`] | eventfd counters and semaphores; signal masks, signalfd with typed sender information, `sigqueue`, pidfd signals, signal-hook pipes |
 //! | process watch | [`process`] | pidfds that become readable when a process exits, opened without PID-reuse races ([`process::ProcessId`]); exit status without reaping |
 //! | waiting on many | [`poll`], `mio`, `tokio` | [`poll::PollSet`] over any descriptor; with the features, every descriptor type registers with `mio` and has an async wrapper on tokio's `AsyncFd` |
-//! | the fast path | [`ring`] | a lock-free shared-memory channel of variable-sized messages: no system call per message while both sides run, zero-copy loans and views, peer death and corruption detected |
-//! | request/reply | [`mailbox`], [`runtime`] | named endpoints in a private runtime directory: kernel-verified senders, request/reply with correlation ids, access control by uid/gid, large payloads as sealed memfds, peer death as `PeerGone` |
+//! | the fast path | [`ring`] | a lock-free shared-memory channel of variable-sized messages: no system call per message while both sides run, zero-copy loans and views, peer death and corruption detected; one producer, or several with [`ring::mpsc`] |
+//! | request/reply | [`mailbox`], [`runtime`] | named endpoints in a private runtime directory: kernel-verified senders, request/reply with correlation ids, access control by uid/gid, large payloads as sealed memfds, peer death as `PeerGone`; across machines over TCP ([`mailbox::RemoteMailbox`]) |
 //! | one API over all | [`channel`], [`addr`] | `Sender`/`Receiver` for every data transport, opened from an address such as `unix:/run/app.sock` or `mq:/jobs`; checked framing on byte streams |
 //!
 //!

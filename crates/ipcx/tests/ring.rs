@@ -1340,3 +1340,61 @@ fn mpsc_ring_addresses_take_a_producers_option_through_the_channel_layer() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("multi-producer"), "{err}");
 }
+
+/// Reliability 3: a creator that takes its side before publishing the header
+/// (`create_named_sender` / `create_named_receiver`) and is then killed leaves openers a
+/// ring whose other side is seen gone, never one whose side may still come.
+#[test]
+fn a_creator_that_claims_its_side_first_and_dies_leaves_a_ring_whose_side_is_seen_gone() {
+    if let Some(r) = role() {
+        let name = arg("NAME");
+        let opts = RingOptions::new().capacity(4096);
+        if r == "sender" {
+            let mut tx = opts.create_named_sender(&name).unwrap();
+            tx.send(b"whole").unwrap();
+            // The peer (the test) removes the object: this process is killed.
+            say("ready");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            drop(tx);
+        } else {
+            let _rx = opts.create_named_receiver(&name).unwrap();
+            say("ready");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        return;
+    }
+    for side in ["sender", "receiver"] {
+        let name = unique_name("shm");
+        let _guard = UnlinkOnDrop(name.clone());
+        let mut proc = child(
+            "a_creator_that_claims_its_side_first_and_dies_leaves_a_ring_whose_side_is_seen_gone",
+            side,
+            &[("NAME", &name)],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+        wait_for_line(&mut proc, "ready");
+        proc.kill().unwrap();
+        proc.wait().unwrap();
+        let ring = RingOptions::new().open_named(&name).unwrap();
+        if side == "sender" {
+            let mut rx = ring.receiver().unwrap();
+            let mut buf = [0u8; 64];
+            let n = rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+            assert_eq!(&buf[..n], b"whole");
+            let err = rx
+                .recv_timeout(&mut buf, Duration::from_secs(10))
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+        } else {
+            // Sends go in while there is room; once the ring is full, the wait for room
+            // finds the receiver's lock free.
+            let mut tx = ring.sender().unwrap();
+            let err = (0..1000)
+                .find_map(|_| tx.send_timeout(&[7u8; 64], Duration::from_secs(10)).err())
+                .expect("a 4 KiB ring fills within 1000 messages of 64 bytes");
+            assert_eq!(err.kind(), ErrorKind::PeerGone, "{err}");
+        }
+    }
+}

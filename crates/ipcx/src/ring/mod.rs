@@ -330,6 +330,12 @@ impl RingOptions {
     /// the returned handle: the object is unlinked when the side made from it is dropped,
     /// unless [`Ring::keep`] was called.
     ///
+    /// The header is published before the creator takes a side, so a creator killed in
+    /// between leaves a ring that looks ready but whose side never comes; a peer that
+    /// opens it then waits until its own timeout. When the creator knows its side, use
+    /// [`create_named_receiver`](RingOptions::create_named_receiver) or
+    /// [`create_named_sender`](RingOptions::create_named_sender), which close that gap.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidName`] for a bad name; [`ErrorKind::AlreadyExists`] if the
     /// name is taken; [`ErrorKind::LimitReached`] if `/dev/shm` has no room;
@@ -346,12 +352,35 @@ impl RingOptions {
     /// not yet published) or a ring whose receiver is seen gone (`PeerGone`), never a
     /// ring whose receiver may or may not come, where a sender would wait for room for
     /// ever. (With [`create_named`](RingOptions::create_named) followed by
-    /// [`Ring::receiver`], a creator killed between the two leaves exactly that.)
-    pub(crate) fn create_named_receiver(&self, name: &str) -> Result<RingReceiver> {
+    /// [`Ring::receiver`], a creator killed between the two leaves exactly that.) This is
+    /// what `ring:` receivers of the channel layer use; prefer it to `create_named` when
+    /// the creator is the receiver.
+    ///
+    /// # Errors
+    /// As [`create_named`](RingOptions::create_named).
+    #[doc(alias = "shm_open")]
+    pub fn create_named_receiver(&self, name: &str) -> Result<RingReceiver> {
         let shared = self.create_named_shared(name, Some(Role::Receiver))?;
         Ok(RingReceiver {
             consumer: Consumer::new(shared.capacity),
             side: Side::new(Role::Receiver),
+            shared,
+        })
+    }
+
+    /// Creates a named ring and becomes its sender before publishing its header: the
+    /// sending counterpart of
+    /// [`create_named_receiver`](RingOptions::create_named_receiver), so that a receiver
+    /// that opens the ring always finds a sender that is alive or seen gone.
+    ///
+    /// # Errors
+    /// As [`create_named`](RingOptions::create_named).
+    #[doc(alias = "shm_open")]
+    pub fn create_named_sender(&self, name: &str) -> Result<RingSender> {
+        let shared = self.create_named_shared(name, Some(Role::Sender))?;
+        Ok(RingSender {
+            producer: Producer::new(shared.capacity),
+            side: Side::new(Role::Sender),
             shared,
         })
     }
