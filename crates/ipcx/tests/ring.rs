@@ -650,6 +650,68 @@ fn a_corrupted_head_or_state_word_is_corrupt_for_the_sender() {
     assert_eq!(rx.recv(&mut buf).unwrap(), 8);
 }
 
+/// Reliability 10: a peer that rewrites payload bytes while they are received. The
+/// receiver takes the length from the header it read once and copies the bytes out, so
+/// what it returns is its own: the length is the one published, and the copy does not
+/// change afterwards however long the scribbler goes on (bytes may be a mix of the
+/// sender's and the scribbler's, as the docs say; they never move under the caller).
+#[test]
+fn a_payload_rewritten_while_it_is_received_is_returned_as_a_private_copy() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let name = unique_name("shm");
+    let ring = RingOptions::new()
+        .capacity(4096)
+        .create_named(&name)
+        .unwrap();
+    let mut tx = RingOptions::new()
+        .open_named(&name)
+        .unwrap()
+        .sender()
+        .unwrap();
+    let mut rx = ring.receiver().unwrap();
+    let (_shm, region) = hostile(&name);
+    let stop = Arc::new(AtomicBool::new(false));
+    let scribbler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let junk = [0x5au8; 64];
+            let mut at = 0usize;
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Payload bytes only: the records are 64 bytes (a header word and 56
+                // bytes), so every word but the first of each 64 may be hit.
+                let offset = DATA + (at % 64) * 64 + 8 + (at % 7) * 8;
+                region.write(offset, &junk[..8]).unwrap();
+                at = at.wrapping_add(1);
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let mut buf = [0u8; 128];
+    let mut mixed = 0;
+    for _ in 0..20_000 {
+        let len = 56;
+        tx.send(&[0xa5u8; 56]).unwrap();
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(n, len, "the length is the published one");
+        let copy = buf[..n].to_vec();
+        assert!(copy.iter().all(|&b| b == 0xa5 || b == 0x5a), "{copy:?}");
+        mixed += usize::from(copy.contains(&0x5a));
+        std::hint::black_box(&buf);
+        assert_eq!(
+            &buf[..n],
+            &copy[..],
+            "the returned bytes are the caller's own"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes = scribbler.join().unwrap();
+    assert!(writes > 0, "the scribbler ran");
+    eprintln!("{mixed} of 20000 copies held scribbled bytes; {writes} scribbles");
+}
+
 // ---------------------------------------------------------------------------------------
 // ownership and the channel layer
 
