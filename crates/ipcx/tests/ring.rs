@@ -651,12 +651,14 @@ fn a_corrupted_head_or_state_word_is_corrupt_for_the_sender() {
 }
 
 /// Reliability 10: a peer that rewrites payload bytes while they are received. The
-/// receiver takes the length from the header it read once and copies the bytes out, so
-/// what it returns is its own: the length is the one published, and the copy does not
-/// change afterwards however long the scribbler goes on (bytes may be a mix of the
-/// sender's and the scribbler's, as the docs say; they never move under the caller).
+/// receiver takes the length from the header word it read once, and copies the bytes
+/// out before anything looks at them: every receive returns exactly the published
+/// length, whatever the scribbler does to the bytes around it, and the scribbler must
+/// really have raced some receives (some copies hold its bytes) for the run to count.
+/// The bytes themselves may be a mix of the sender's and the scribbler's, as the docs
+/// say.
 #[test]
-fn a_payload_rewritten_while_it_is_received_is_returned_as_a_private_copy() {
+fn a_payload_rewritten_while_it_is_received_keeps_its_published_length() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let name = unique_name("shm");
@@ -691,25 +693,29 @@ fn a_payload_rewritten_while_it_is_received_is_returned_as_a_private_copy() {
     };
     let mut buf = [0u8; 128];
     let mut mixed = 0;
-    for _ in 0..20_000 {
+    // At least 20,000 receives, and on until the scribbler has raced one (it runs on
+    // another thread, which a busy machine may not schedule at once).
+    let mut received = 0u64;
+    while received < 20_000 || (mixed == 0 && received < 5_000_000) {
+        received += 1;
+        if received.is_multiple_of(10_000) {
+            std::thread::yield_now();
+        }
         let len = 56;
         tx.send(&[0xa5u8; 56]).unwrap();
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(n, len, "the length is the published one");
-        let copy = buf[..n].to_vec();
-        assert!(copy.iter().all(|&b| b == 0xa5 || b == 0x5a), "{copy:?}");
-        mixed += usize::from(copy.contains(&0x5a));
-        std::hint::black_box(&buf);
-        assert_eq!(
-            &buf[..n],
-            &copy[..],
-            "the returned bytes are the caller's own"
-        );
+        let got = &buf[..n];
+        assert!(got.iter().all(|&b| b == 0xa5 || b == 0x5a), "{got:?}");
+        mixed += usize::from(got.contains(&0x5a));
     }
     stop.store(true, Ordering::Relaxed);
     let writes = scribbler.join().unwrap();
-    assert!(writes > 0, "the scribbler ran");
-    eprintln!("{mixed} of 20000 copies held scribbled bytes; {writes} scribbles");
+    eprintln!("{mixed} of {received} copies held scribbled bytes; {writes} scribbles");
+    assert!(
+        mixed > 0,
+        "the scribbler never raced a receive ({writes} scribbles)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -102,6 +102,9 @@ fn side(state: u32, locked: bool) -> Result<Side, u32> {
     }
 }
 
+/// The header flag of a multi-producer ring (`ipcx::ring::mpsc`).
+const FLAG_MPSC: u32 = 1;
+
 /// What the header says is wrong with it, if anything.
 fn check(h: &Header, file_len: u64) -> Option<String> {
     if h.version != VERSION {
@@ -160,6 +163,40 @@ pub fn object(
         why: String::new(),
         state: None,
     };
+    if h.flags == FLAG_MPSC {
+        // A multi-producer ring: its geometry depends on its producer count, so only its
+        // liveness is read here: any lock byte held on it (the receiver's or a
+        // producer's) means a process uses it; no PID is consulted.
+        let locked = locks.any(dev, ino);
+        obj.state = Some(format!(
+            "multi-producer; {}",
+            if locked {
+                "a lock is held"
+            } else {
+                "no lock held"
+            }
+        ));
+        (obj.stale, obj.sure, obj.why) = if locked {
+            (
+                false,
+                false,
+                "a side's liveness lock is held: its process runs".into(),
+            )
+        } else if using > 0 {
+            (
+                false,
+                false,
+                format!("no side holds a lock, but {using} processes hold it open or mapped"),
+            )
+        } else {
+            (
+                true,
+                false,
+                "no side holds a lock and no process holds it open or mapped".into(),
+            )
+        };
+        return obj;
+    }
     if let Some(bad) = check(&h, meta.len()) {
         obj.state = Some("corrupt header".into());
         obj.stale = using == 0;
@@ -241,9 +278,9 @@ pub fn in_use(path: &Path) -> Option<String> {
     let procs = Procs::scan();
     let locks = Locks::scan();
     let using = procs.users_of(meta.dev(), meta.ino());
-    if locks.held(meta.dev(), meta.ino(), SENDER_BYTE)
-        || locks.held(meta.dev(), meta.ino(), RECEIVER_BYTE)
-    {
+    // Any lock byte: the two sides of a ring, and the producer slots of a
+    // multi-producer ring.
+    if locks.any(meta.dev(), meta.ino()) {
         return Some("a side's liveness lock is held: its process runs".into());
     }
     (using > 0).then(|| format!("{using} processes hold it open or mapped"))

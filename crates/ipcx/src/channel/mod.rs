@@ -401,8 +401,7 @@ fn mpsc_receiver(addr: &Address) -> Result<crate::ring::MpscReceiver> {
     let producers = addr.options().producers.unwrap_or(1);
     ring_options(addr)
         .producers(producers)
-        .create_named(name.as_str())
-        .and_then(|ring| ring.receiver())
+        .create_named_receiver(name.as_str())
         .map_err(|e| e.with_object(addr))
 }
 

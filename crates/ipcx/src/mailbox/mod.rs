@@ -821,13 +821,19 @@ impl Shared {
 
     /// The connection to the remote mailbox `to`, made on first use.
     fn remote(&self, to: &str, deadline: Deadline) -> Result<Arc<RemoteMailbox>> {
-        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = remotes.get(to) {
+        if let Some(r) = self
+            .remotes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(to)
+        {
             return Ok(r.clone());
         }
-        let r = Arc::new(RemoteMailbox::connect_until(to, deadline)?);
-        remotes.insert(to.to_string(), r.clone());
-        Ok(r)
+        // Connect without the lock: an unreachable host must not hold up requests to
+        // other addresses. Two threads racing here keep the first connection made.
+        let made = Arc::new(RemoteMailbox::connect_until(to, deadline)?);
+        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(remotes.entry(to.to_string()).or_insert(made).clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -492,17 +492,17 @@ impl RemoteMailbox {
     fn call(&self, kind: Kind, id: u64, msg: &[u8], deadline: Deadline) -> Result<Option<Vec<u8>>> {
         let object = self.target.as_str();
         let mut guard = self.lock();
-        let cap = guard
-            .as_ref()
-            .map_or(u64::MAX, |c| c.server_max)
-            .min(self.max_payload as u64);
-        if msg.len() as u64 > cap {
-            return Err(Error::new("send", ErrorKind::MessageTooLarge)
+        let too_large = |cap: u64| {
+            Error::new("send", ErrorKind::MessageTooLarge)
                 .with_object(object)
                 .with_hint(format!(
                     "the payload is {} bytes; this remote mailbox takes at most {cap} bytes",
                     msg.len()
-                )));
+                ))
+        };
+        // Our own cap first, before any connection is made.
+        if msg.len() as u64 > self.max_payload as u64 {
+            return Err(too_large(self.max_payload as u64));
         }
         if guard.is_none() {
             *guard = Some(self.open(deadline)?);
@@ -510,6 +510,12 @@ impl RemoteMailbox {
         let Some(conn) = guard.as_mut() else {
             unreachable!("connected just above")
         };
+        // Then the server's, which only a connection tells (it may have changed since
+        // the last one).
+        let cap = conn.server_max.min(self.max_payload as u64);
+        if msg.len() as u64 > cap {
+            return Err(too_large(cap));
+        }
         // Ok(Err(refusal)): the server answered, and the stream is still in step.
         let result = (|| -> Result<Result<Option<Vec<u8>>>> {
             let deadline = match deadline {
@@ -1100,11 +1106,13 @@ fn serve_connection(shared: &ServerShared, mut stream: TcpStream) -> Result<()> 
                 .with_hint(format!("{text}; connection closed")));
         }
         let len = header.len as usize;
-        let by = Deadline::after(io + Duration::from_secs((len >> 20) as u64));
+        let by = Deadline::after(io.saturating_add(Duration::from_secs((len >> 20) as u64)));
         let reserved = shared.held.fetch_add(len, Ordering::AcqRel);
         let held = Held(&shared.held, len);
-        if reserved + len > opts.max_queued_bytes {
-            // Read past it in small pieces, never holding it.
+        if reserved.saturating_add(len) > opts.max_queued_bytes {
+            // Read past it in small pieces, never holding it: give the reservation back
+            // first, so a slow peer cannot keep others' messages refused meanwhile.
+            drop(held);
             let mut skip = [0u8; 16 * 1024];
             let mut left = len;
             while left > 0 {
@@ -1113,7 +1121,6 @@ fn serve_connection(shared: &ServerShared, mut stream: TcpStream) -> Result<()> 
                     .map_err(|e| e.with_object(&peer))?;
                 left -= n;
             }
-            drop(held);
             if header.kind == Kind::Request {
                 let text = format!(
                     "the server holds {reserved} bytes for its connections; {len} more would pass its bound of {} bytes",

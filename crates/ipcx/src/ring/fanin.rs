@@ -121,6 +121,8 @@ pub(crate) fn resume(c: &Control, d: &impl Data, capacity: u64) -> Result<Produc
             },
             _ => return Err(fault),
         };
-        tail += rec;
+        // The walk starts at a head read from shared memory: a forged one near the top
+        // of the range must be Corrupt, not an overflow.
+        tail = tail.checked_add(rec).ok_or(fault)?;
     }
 }

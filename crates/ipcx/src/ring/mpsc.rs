@@ -267,6 +267,29 @@ impl MpscOptions {
     /// count outside 1 to [`MAX_PRODUCERS`].
     #[doc(alias = "shm_open")]
     pub fn create_named(&self, name: &str) -> Result<MpscRing> {
+        let ring = self.create_named_uninitialised(name)?;
+        ring.shared.initialise();
+        Ok(ring)
+    }
+
+    /// Creates a named multi-producer ring and becomes its receiver **before** publishing
+    /// its header, so that a producer that finds the ring initialised also finds its
+    /// receiver claimed: a creator killed half-way leaves producers "not initialised" or
+    /// a receiver seen gone (`PeerGone`), never a ring whose receiver may still come.
+    /// What `ring:/NAME?producers=N` receivers use.
+    ///
+    /// # Errors
+    /// As [`create_named`](MpscOptions::create_named).
+    #[doc(alias = "shm_open")]
+    pub fn create_named_receiver(&self, name: &str) -> Result<MpscReceiver> {
+        let ring = self.create_named_uninitialised(name)?;
+        // The lock byte and the state word need no header: the object is zeroed.
+        let rx = ring.receiver()?;
+        ring.shared.initialise();
+        Ok(rx)
+    }
+
+    fn create_named_uninitialised(&self, name: &str) -> Result<MpscRing> {
         let (cap, n, geo) = self.checked(&format!("ring:{name}"))?;
         let shm = ShmOptions::new()
             .mode(self.ring.mode)
@@ -275,7 +298,6 @@ impl MpscOptions {
         let label = format!("ring:{}", shm.name());
         let region = shm.map()?;
         let shared = Shared::new(region, Object::Named(shm), label, cap, n, self.ring.wait)?;
-        shared.initialise();
         Ok(MpscRing {
             shared: Arc::new(shared),
         })

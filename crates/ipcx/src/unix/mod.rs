@@ -277,8 +277,18 @@ impl BindLock {
                     // which never holds a lock, so a probe can never make a binder see
                     // the name as taken (a probe by flock would hold it for a moment).
                     // Only a prober of ours could hold that byte, and probes never do.
-                    crate::sys::lock::try_lock_byte(file.as_fd(), 0)
+                    let locked = crate::sys::lock::try_lock_byte(file.as_fd(), 0)
                         .op_on("fcntl F_OFD_SETLK", &object)?;
+                    if !locked {
+                        // Someone else holds byte 0 of a lock file whose flock is ours:
+                        // not an ipcx binder. Without the byte, probes would take a
+                        // live binder for gone once that holder lets go.
+                        return Err(Error::new("fcntl F_OFD_SETLK", ErrorKind::AlreadyExists)
+                            .with_object(&object)
+                            .with_hint(
+                                "another process holds a lock on byte 0 of this lock file                                  although no binder does; find it with /proc/locks and stop                                  it, then bind again",
+                            ));
+                    }
                     return Ok(BindLock { path, _file: file });
                 }
                 _ => continue,
