@@ -472,8 +472,11 @@ impl RemoteMailbox {
         self.call(Kind::OneWay, 0, msg, Deadline::Never).map(drop)
     }
 
-    /// [`send`](RemoteMailbox::send) only if the connection takes it now
-    /// ([`ErrorKind::WouldBlock`] otherwise).
+    /// [`send`](RemoteMailbox::send) only if the connection has room now
+    /// ([`ErrorKind::WouldBlock`] otherwise). Not strictly non-blocking: with no
+    /// connection open it first connects (up to 500 ms), and once the connection takes
+    /// the first bytes the rest of the message must follow within the I/O timeout
+    /// (10 s); calls from other threads wait for it meanwhile.
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
         self.call(Kind::OneWay, 0, msg, Deadline::Now).map(drop)
     }
@@ -891,14 +894,26 @@ impl TcpServer {
             let spawned = std::thread::Builder::new()
                 .name("ipcx-mailbox-tcp".into())
                 .spawn(move || {
-                    if let Err(e) = serve_connection(&shared, stream) {
+                    // Even if serving panics, the connection's entry and its slot go,
+                    // and the shared state is let go before the slot, so that a
+                    // shutdown that sees no connection left also sees it released.
+                    struct Leave(Option<Arc<ServerShared>>, Arc<AtomicUsize>, u64);
+                    impl Drop for Leave {
+                        fn drop(&mut self) {
+                            if let Some(shared) = self.0.take() {
+                                shared.conns().remove(&self.2);
+                            }
+                            self.1.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                    let leave = Leave(Some(shared), active, id);
+                    if let Some(shared) = &leave.0
+                        && let Err(e) = serve_connection(shared, stream)
+                    {
                         let mut stats = shared.stats();
                         stats.rejected += 1;
                         stats.last_rejected = Some(e);
                     }
-                    shared.conns().remove(&id);
-                    drop(shared);
-                    active.fetch_sub(1, Ordering::AcqRel);
                 });
             if spawned.is_err() {
                 if let Some(s) = self.shared.conns().remove(&id) {
@@ -963,10 +978,13 @@ fn frame(stream: &mut TcpStream, kind: Kind, id: u64, payload: &[u8], io: Durati
         len: payload.len() as u64,
     }
     .encode();
+    // As for reads: the I/O timeout, plus a second per MiB, so that a large reply to
+    // a slow but progressing client is not cut off.
+    let by = io.saturating_add(Duration::from_secs((payload.len() >> 20) as u64));
     write_all(
         stream,
         &[&header, payload],
-        Deadline::after(io),
+        Deadline::after(by),
         "send reply",
     )
 }
