@@ -112,6 +112,10 @@ fuzz_target!(|data: &[u8]| {
         Some(1) => ErrorKind::PermissionDenied,
         Some(2) => ErrorKind::LimitReached,
         Some(3) => ErrorKind::MessageTooLarge,
+        // Codes 4 to 6 come from the TCP server (wire.rs: gone, timed out, failed).
+        Some(4) => ErrorKind::PeerGone,
+        Some(5) => ErrorKind::TimedOut,
+        Some(6) => ErrorKind::Other,
         _ => ErrorKind::Corrupt,
     };
     assert_eq!(e.kind(), kind, "{e}");
