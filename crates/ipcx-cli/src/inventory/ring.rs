@@ -176,25 +176,12 @@ pub fn object(
                 "no lock held"
             }
         ));
-        (obj.stale, obj.sure, obj.why) = if locked {
-            (
-                false,
-                false,
-                "a side's liveness lock is held: its process runs".into(),
-            )
-        } else if using > 0 {
-            (
-                false,
-                false,
-                format!("no side holds a lock, but {using} processes hold it open or mapped"),
-            )
-        } else {
-            (
-                true,
-                false,
-                "no side holds a lock and no process holds it open or mapped".into(),
-            )
-        };
+        (obj.stale, obj.sure, obj.why) = verdict(
+            locked,
+            using,
+            &[],
+            "no side holds its lock and no process holds it open or mapped",
+        );
         return obj;
     }
     if let Some(bad) = check(&h, meta.len()) {
@@ -238,7 +225,22 @@ pub fn object(
             _ => format!("its {who} closed"),
         })
         .collect::<Vec<_>>();
-    (obj.stale, obj.sure, obj.why) = if alive {
+    (obj.stale, obj.sure, obj.why) = verdict(
+        alive,
+        using,
+        &ended,
+        "no side was ever claimed and no process holds it open or mapped (its creator may \
+         mean it to wait for its sides)",
+    );
+    obj
+}
+
+/// Whether a ring is stale, whether that is sure, and why: from whether a side's lock
+/// is held, how many processes hold it open or mapped, and which sides ended (died or
+/// closed). With no side alive, nothing mapping it and no side ended, it is stale but
+/// not surely (`unclaimed` says why).
+fn verdict(alive: bool, using: u64, ended: &[String], unclaimed: &str) -> (bool, bool, String) {
+    if alive {
         (
             false,
             false,
@@ -260,15 +262,8 @@ pub fn object(
             ),
         )
     } else {
-        (
-            true,
-            false,
-            "no side was ever claimed and no process holds it open or mapped (its creator \
-             may mean it to wait for its sides)"
-                .into(),
-        )
-    };
-    obj
+        (true, false, unclaimed.into())
+    }
 }
 
 /// Whether the ring `path` is in use now: a side's lock is held or a process holds it
