@@ -952,6 +952,43 @@ impl Area {
         })
     }
 
+    /// Copies `msg` into the data area at `offset`: the payload of a record reserved and
+    /// not yet published. `None` if the bytes do not lie inside the data area.
+    fn copy_in(&self, offset: u64, msg: &[u8]) -> Option<()> {
+        let dst = self.span(offset, msg.len())?;
+        // SAFETY:
+        // - `dst..dst + msg.len()` lies inside the data area (`span` checked it against
+        //   the validated capacity), which the mapping this area came from keeps alive.
+        // - `msg` is ordinary memory of this process, so the ranges do not overlap.
+        // - By the protocol these bytes are reserved and unpublished, in a ring (or lane)
+        //   only this sender writes: the receiver does not read or write them until the
+        //   header store that publishes them. A peer that breaks the protocol and writes
+        //   them concurrently races with this copy; the copy is then a data race on
+        //   memory this process never reads back, and what it can cause is garbage bytes
+        //   in the message the receiver itself receives.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
+        Some(())
+    }
+
+    /// Copies the `buf.len()` bytes at `offset` out of the data area: the payload of a
+    /// published record not yet released. `None` if they do not lie inside the data area.
+    fn copy_out(&self, offset: u64, buf: &mut [u8]) -> Option<()> {
+        let src = self.span(offset, buf.len())?;
+        // SAFETY:
+        // - `src..src + buf.len()` lies inside the data area (`span` checked it against
+        //   the validated capacity), which the mapping this area came from keeps alive.
+        // - `buf` is this process's memory, so the ranges do not overlap.
+        // - By the protocol the bytes are published and their sender does not write them
+        //   until the receiver releases them. A sender that breaks the protocol and
+        //   writes them during the copy races with it; the copy then holds some mix of
+        //   old and new bytes. That is the only effect on this process: the bytes are
+        //   plain `u8`s (every value valid), copied into its buffer and never re-read
+        //   from shared memory, and no length or index is taken from them (reliability
+        //   item 10).
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Some(())
+    }
+
     /// Hints the CPU to fetch the cache line holding byte `pos` (masked into the data
     /// area). Not a memory access: no data race with a writer of that line, no fault.
     fn prefetch(&self, pos: u64) {
@@ -1081,6 +1118,33 @@ fn max_message(capacity: u64) -> usize {
     protocol::max_payload(capacity) as usize
 }
 
+/// The error for a message of `len` bytes above a ring's largest, `max`; `carries` says
+/// what the largest comes from.
+fn too_large_for_ring(
+    op: &'static str,
+    label: &str,
+    len: usize,
+    max: usize,
+    carries: &str,
+) -> Error {
+    Error::new(op, ErrorKind::MessageTooLarge)
+        .with_object(label)
+        .with_hint(format!(
+            "the message is {len} bytes; this ring carries at most {max} bytes ({carries} \
+             minus 16 bytes of record framing); create it with a larger capacity"
+        ))
+}
+
+/// The error for a next message of `len` bytes that does not fit a buffer of `have`.
+fn too_large_for_buffer(label: &str, len: usize, have: usize) -> Error {
+    Error::new("recv", ErrorKind::MessageTooLarge)
+        .with_object(label)
+        .with_hint(format!(
+            "the next message is {len} bytes but the buffer has {have} bytes; it stays \
+             pending: receive again with a buffer of at least {len} bytes"
+        ))
+}
+
 /// The sending side of a ring.
 pub struct RingSender {
     shared: Shared,
@@ -1150,22 +1214,11 @@ impl RingSender {
     fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
         let pos = self.reserve(msg.len(), deadline, "send")?;
         let area = self.shared.data();
-        let dst = area
-            .span(pos + protocol::RECORD_HEADER, msg.len())
+        area.copy_in(pos + protocol::RECORD_HEADER, msg)
             .ok_or_else(|| {
                 self.shared
                     .corrupt("send", Fault::Head { head: 0, tail: pos })
             })?;
-        // SAFETY:
-        // - `dst..dst + msg.len()` lies inside the data area (`span` checked it against
-        //   the validated capacity), which the mapping held by `self.shared` keeps alive.
-        // - `msg` is ordinary memory of this process, so the ranges do not overlap.
-        // - By the protocol these bytes are reserved and unpublished: the receiver does
-        //   not read or write them until the header store in `commit`. A receiver that
-        //   breaks the protocol and writes them concurrently races with this copy; the
-        //   copy is then a data race on memory this process never reads back, and what
-        //   it can cause is garbage bytes in the message the receiver itself receives.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
         self.producer
             .commit(self.shared.control(), &area, &Futex, pos, msg.len() as u64);
         Ok(())
@@ -1193,14 +1246,14 @@ impl RingSender {
     fn reserve(&mut self, len: usize, deadline: Deadline, op: &'static str) -> Result<u64> {
         let max = self.max_message();
         if len > max {
-            return Err(Error::new(op, ErrorKind::MessageTooLarge)
-                .with_object(&self.shared.label)
-                .with_hint(format!(
-                    "the message is {len} bytes; this ring carries at most {max} bytes (its \
-                     capacity of {} bytes minus 16 bytes of record framing); create it with a \
-                     larger capacity",
-                    self.shared.capacity
-                )));
+            let carries = format!("its capacity of {} bytes", self.shared.capacity);
+            return Err(too_large_for_ring(
+                op,
+                &self.shared.label,
+                len,
+                max,
+                &carries,
+            ));
         }
         // Cheap (one load of a line the receiver writes only when it closes): a
         // receiver that closed cleanly is noticed at once, not when the ring fills.
@@ -1441,28 +1494,24 @@ impl RingReceiver {
     }
 
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let (found, src) = self.next(deadline, "recv")?;
+        let (found, _) = self.next(deadline, "recv")?;
         let len = found.len as usize;
-        if len > buf.len() {
-            return Err(Error::new("recv", ErrorKind::MessageTooLarge)
-                .with_object(&self.shared.label)
-                .with_hint(format!(
-                    "the next message is {len} bytes but the buffer has {} bytes; it stays \
-                     pending: receive again with a buffer of at least {len} bytes",
-                    buf.len()
-                )));
-        }
-        // SAFETY:
-        // - `src..src + len` lies inside the data area (`span` checked it against the
-        //   validated capacity, in `next`), which `self.shared` keeps mapped.
-        // - `buf[..len]` is this process's memory, so the ranges do not overlap.
-        // - By the protocol the bytes are published and the sender does not write them
-        //   until we release them below. A sender that breaks the protocol and writes them
-        //   during the copy races with it; the copy then holds some mix of old and new
-        //   bytes. That is the only effect on this process: the bytes are plain `u8`s
-        //   (every value valid), copied into our buffer and never re-read from shared
-        //   memory, and no length or index is taken from them (reliability item 10).
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), len) };
+        let Some(buf) = buf.get_mut(..len) else {
+            return Err(too_large_for_buffer(&self.shared.label, len, buf.len()));
+        };
+        // `next` checked the span already; a second check costs two compares.
+        self.shared
+            .data()
+            .copy_out(found.offset, buf)
+            .ok_or_else(|| {
+                self.shared.corrupt(
+                    "recv",
+                    Fault::Record {
+                        pos: found.offset,
+                        word: found.len,
+                    },
+                )
+            })?;
         let shared = &self.shared;
         self.consumer.release(shared.control(), &Futex, found.rec);
         Ok(len)

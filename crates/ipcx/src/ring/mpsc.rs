@@ -1049,20 +1049,8 @@ impl MpscSender {
         let pos = self.reserve(msg.len(), deadline, "send")?;
         let s = &self.shared;
         let area = s.area(self.slot);
-        let dst = area
-            .span(pos + protocol::RECORD_HEADER, msg.len())
+        area.copy_in(pos + protocol::RECORD_HEADER, msg)
             .ok_or_else(|| s.fault("send", self.slot, Fault::Head { head: 0, tail: pos }))?;
-        // SAFETY:
-        // - `dst..dst + msg.len()` lies inside this lane's data area (`span` checked it
-        //   against the validated capacity), which the mapping `self.shared` holds keeps
-        //   alive.
-        // - `msg` is ordinary memory of this process, so the ranges do not overlap.
-        // - By the protocol these bytes are reserved and unpublished, in a lane only this
-        //   sender writes (it holds the slot's lock): the receiver does not read them
-        //   before the header store in `commit`. A peer that breaks the protocol and
-        //   writes them concurrently races with this copy; what that can cause is garbage
-        //   bytes in the message the receiver itself receives.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
         let bell = Doorbell {
             bell: s.doorbell(),
             futex: &Futex,
@@ -1092,14 +1080,8 @@ impl MpscSender {
         let max = self.max_message();
         let s = &self.shared;
         if len > max {
-            return Err(Error::new(op, ErrorKind::MessageTooLarge)
-                .with_object(&s.label)
-                .with_hint(format!(
-                    "the message is {len} bytes; this ring carries at most {max} bytes (each \
-                     lane's capacity of {} bytes minus 16 bytes of record framing); create it \
-                     with a larger capacity",
-                    s.capacity
-                )));
+            let carries = format!("each lane's capacity of {} bytes", s.capacity);
+            return Err(super::too_large_for_ring(op, &s.label, len, max, &carries));
         }
         if s.receiver_state().load(Ordering::Relaxed) == STATE_CLOSED {
             self.watch.gone = Some("the receiver closed the ring");
@@ -1362,26 +1344,27 @@ impl MpscReceiver {
     }
 
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<(usize, usize)> {
-        let (lane, found, src) = self.next(deadline, "recv")?;
+        let (lane, found, _) = self.next(deadline, "recv")?;
         let len = found.len as usize;
-        if len > buf.len() {
-            return Err(Error::new("recv", ErrorKind::MessageTooLarge)
-                .with_object(&self.shared.label)
-                .with_hint(format!(
-                    "the next message is {len} bytes but the buffer has {} bytes; it stays \
-                     pending: receive again with a buffer of at least {len} bytes",
-                    buf.len()
-                )));
-        }
-        // SAFETY:
-        // - `src..src + len` lies inside the lane's data area (`span` checked it against
-        //   the validated capacity, in `next`), which `self.shared` keeps mapped.
-        // - `buf[..len]` is this process's memory, so the ranges do not overlap.
-        // - By the protocol the bytes are published and their sender does not write them
-        //   until we release them below. A sender that breaks the protocol can only make
-        //   the copy a mix of old and new bytes (plain `u8`s, never re-read from shared
-        //   memory, no length or index taken from them: reliability item 10).
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), len) };
+        let Some(buf) = buf.get_mut(..len) else {
+            return Err(super::too_large_for_buffer(
+                &self.shared.label,
+                len,
+                buf.len(),
+            ));
+        };
+        // `next` checked the span already; a second check costs two compares.
+        let s = &self.shared;
+        s.area(lane).copy_out(found.offset, buf).ok_or_else(|| {
+            s.fault(
+                "recv",
+                lane,
+                Fault::Record {
+                    pos: found.offset,
+                    word: found.len,
+                },
+            )
+        })?;
         self.consumers[lane].release(self.shared.lane(lane), &Futex, found.rec);
         self.next = (lane + 1) % self.shared.producers;
         Ok((len, lane))
