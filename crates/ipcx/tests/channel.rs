@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use ipcx::ErrorKind;
 use ipcx::addr::{Address, Transport};
 use ipcx::channel::{self, Receiver, Sender, StreamReceiver, StreamSender};
-use ipcx::pipe::{PipeReader, PipeWriter};
+use ipcx::pipe::PipeWriter;
+
+use common::Reports;
 
 /// The bound on every wait for the other process.
 const T: Duration = Duration::from_secs(10);
@@ -266,50 +268,6 @@ fn setup(kind: Kind) -> (String, Guard) {
     }
 }
 
-/// Reads the reports (`@@` lines) of a child whose stdout the parent took, each with a
-/// bounded wait.
-struct Reports {
-    reader: PipeReader,
-    pending: Vec<u8>,
-}
-
-impl Reports {
-    fn new(child: &mut Child) -> Reports {
-        let stdout = child.stdout.take().unwrap();
-        Reports {
-            reader: PipeReader::try_from(OwnedFd::from(stdout)).unwrap(),
-            pending: Vec::new(),
-        }
-    }
-
-    /// The next report line, waiting at most [`T`].
-    fn next(&mut self) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line[..end]).into_owned();
-                if let Some(report) = line.strip_prefix("@@") {
-                    return report.to_string();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut buf = [0u8; 4096];
-            let n = self
-                .reader
-                .read_timeout(&mut buf, left)
-                .unwrap_or_else(|e| panic!("waiting for the child's report: {e}"));
-            assert!(n > 0, "the child closed its stdout before reporting");
-            self.pending.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    fn expect(&mut self, want: &str) {
-        let got = self.next();
-        assert_eq!(got, want, "child report");
-    }
-}
-
 /// Waits for a child (bounded by `common::CHILD_LIMIT`, killing it if it overruns).
 fn wait_exit(child: &mut Child) -> ExitStatus {
     let start = Instant::now();
@@ -413,7 +371,7 @@ fn conformance_pipe(test: &str) {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut reports = Reports::new(&mut child);
+    let mut reports = Reports::new(child.stdout.take().unwrap(), T);
     let stdin = child.stdin.take().unwrap();
     let writer = PipeWriter::try_from(OwnedFd::from(stdin)).unwrap();
     let mut tx = StreamSender::from_pipe(writer)
@@ -447,7 +405,7 @@ fn receiver_gone(test: &str, kind: Kind) {
         cmd.stdin(Stdio::piped());
     }
     let mut child = cmd.spawn().unwrap();
-    let mut reports = Reports::new(&mut child);
+    let mut reports = Reports::new(child.stdout.take().unwrap(), T);
     let ready = reports.next();
     let reach = ready.strip_prefix("ready ").unwrap().to_string();
     let mut tx: Box<dyn Sender> = if kind == Kind::Pipe {
@@ -637,7 +595,7 @@ fn shm_peer_killed_is_peer_gone() {
     let mut child = common::child("shm_peer_killed_is_peer_gone", "sender", &[("ADDR", &text)])
         .spawn()
         .unwrap();
-    let mut reports = Reports::new(&mut child);
+    let mut reports = Reports::new(child.stdout.take().unwrap(), T);
     let mut buf = [0u8; 64];
     let n = rx.recv_timeout(&mut buf, T).unwrap();
     assert_eq!(&buf[..n], b"before");
@@ -660,7 +618,7 @@ fn shm_peer_killed_is_peer_gone() {
     )
     .spawn()
     .unwrap();
-    let mut reports = Reports::new(&mut child);
+    let mut reports = Reports::new(child.stdout.take().unwrap(), T);
     reports.expect("ready");
     let mut tx = channel::sender_timeout(&text.parse().unwrap(), T).unwrap();
     tx.send(b"fills the one slot").unwrap();

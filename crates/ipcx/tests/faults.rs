@@ -30,7 +30,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +40,9 @@ use ipcx::addr::Address;
 use ipcx::channel::{self, Receiver, Sender, StreamReceiver, StreamSender};
 use ipcx::eventfd::EventFd;
 use ipcx::mailbox::MailboxOptions;
-use ipcx::pipe::{PipeReader, PipeWriter};
+use ipcx::pipe::PipeWriter;
+
+use common::Reports;
 
 /// The bound on any single wait for the other process. Never asserted as a maximum: it
 /// only turns a hang into a failure.
@@ -320,46 +322,10 @@ fn setup(mech: Mech, variant: u64) -> (String, Guard) {
 // Child processes
 // ---------------------------------------------------------------------------------------
 
-/// The reports (`@@` lines) of a child, each read with a bounded wait.
-struct Lines {
-    reader: PipeReader,
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    fn new(stdout: ChildStdout) -> Lines {
-        Lines {
-            reader: PipeReader::try_from(OwnedFd::from(stdout)).unwrap(),
-            pending: Vec::new(),
-        }
-    }
-
-    fn next(&mut self) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line[..end]).into_owned();
-                if let Some(report) = line.strip_prefix("@@") {
-                    return report.to_string();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut buf = [0u8; 4096];
-            let n = self
-                .reader
-                .read_timeout(&mut buf, left)
-                .unwrap_or_else(|e| panic!("waiting for the child's report: {e}"));
-            assert!(n > 0, "the child closed its stdout before reporting");
-            self.pending.extend_from_slice(&buf[..n]);
-        }
-    }
-}
-
 /// A peer process that the test kills.
 struct Victim {
     child: Child,
-    lines: Option<Lines>,
+    lines: Option<Reports>,
 }
 
 impl Victim {
@@ -370,7 +336,7 @@ impl Victim {
         let mut child = cmd.spawn().expect("spawn the peer");
         // `cmd` may hold a descriptor meant for the child only: drop it now.
         drop(cmd);
-        let lines = child.stdout.take().map(Lines::new);
+        let lines = child.stdout.take().map(|out| Reports::new(out, T));
         Victim { child, lines }
     }
 

@@ -403,3 +403,51 @@ pub fn assert_not_inherited(forbidden: &str) -> usize {
     }
     forbidden.split(',').count()
 }
+
+/// Reads the reports (`@@` lines, see [`say`]) of a child whose stdout the parent took,
+/// each with a bounded wait, so that a child that hangs fails the test instead of
+/// hanging it.
+pub struct Reports {
+    reader: ipcx::pipe::PipeReader,
+    pending: Vec<u8>,
+    wait: Duration,
+}
+
+impl Reports {
+    /// Reports from `stdout`, each awaited at most `wait`.
+    pub fn new(stdout: std::process::ChildStdout, wait: Duration) -> Reports {
+        Reports {
+            reader: ipcx::pipe::PipeReader::try_from(std::os::fd::OwnedFd::from(stdout)).unwrap(),
+            pending: Vec::new(),
+            wait,
+        }
+    }
+
+    /// The next report line, without its `@@`; other output lines are skipped.
+    pub fn next(&mut self) -> String {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                if let Some(report) = line.strip_prefix("@@") {
+                    return report.to_string();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut buf = [0u8; 4096];
+            let n = self
+                .reader
+                .read_timeout(&mut buf, left)
+                .unwrap_or_else(|e| panic!("waiting for the child's report: {e}"));
+            assert!(n > 0, "the child closed its stdout before reporting");
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Waits for the next report and checks that it is `want`.
+    pub fn expect(&mut self, want: &str) {
+        let got = self.next();
+        assert_eq!(got, want, "child report");
+    }
+}
