@@ -60,6 +60,45 @@ pub struct Object {
     pub state: Option<String>,
 }
 
+impl Object {
+    /// An object of `kind` named `name`, owned by `uid`, with nothing else known yet:
+    /// not stale, no counts, no creator.
+    pub fn new(kind: &'static str, name: String, uid: u32) -> Object {
+        Object {
+            kind,
+            name,
+            id: None,
+            owner: String::new(),
+            uid,
+            mode: String::new(),
+            size: None,
+            count: None,
+            count_of: None,
+            creator_pid: None,
+            creator_alive: None,
+            stale: false,
+            sure: false,
+            why: String::new(),
+            state: None,
+        }
+    }
+
+    /// An object of `kind` named `name` that is a file (`/dev/shm`, the runtime
+    /// directory): its owner and mode from `meta`, nothing else known yet.
+    pub fn of_file(
+        kind: &'static str,
+        name: String,
+        meta: &std::fs::Metadata,
+        users: &Users,
+    ) -> Object {
+        Object {
+            owner: users.name(meta.uid()),
+            mode: mode_text(meta.mode()),
+            ..Object::new(kind, name, meta.uid())
+        }
+    }
+}
+
 /// The inventory: objects, plus notes about what could not be looked at.
 #[derive(Debug, Default, Serialize)]
 pub struct Inventory {
@@ -516,25 +555,16 @@ fn file_object(
 ) -> Object {
     let using = procs.users_of(meta.dev(), meta.ino());
     let mut obj = Object {
-        kind,
-        name: name.clone(),
-        id: None,
-        owner: users.name(meta.uid()),
-        uid: meta.uid(),
-        mode: mode_text(meta.mode()),
         size: (kind != "fifo").then_some(meta.len()),
         count: Some(using),
         count_of: Some("users"),
-        creator_pid: None,
-        creator_alive: None,
         stale: using == 0,
-        sure: false,
         why: if using == 0 {
             "no process holds it open or mapped (its creator is not recorded)".into()
         } else {
             format!("{using} processes hold it open or mapped")
         },
-        state: None,
+        ..Object::of_file(kind, name.clone(), meta, users)
     };
     if let Some(r) = records
         .iter()
@@ -610,21 +640,12 @@ fn sockets(inv: &mut Inventory, users: &Users) {
                 .map_or((None, None), |m| (Some(m.uid()), Some(m.mode())))
         };
         inv.objects.push(Object {
-            kind: "socket",
-            name: s.path.clone(),
             id: Some(s.inode as i64),
             owner: uid.map_or_else(|| "-".into(), |u| users.name(u)),
-            uid: uid.unwrap_or(u32::MAX),
             mode: mode.map_or_else(|| "-".into(), mode_text),
-            size: None,
-            count: None,
-            count_of: None,
-            creator_pid: None,
-            creator_alive: None,
-            stale: false,
-            sure: false,
             why: "a live socket is bound to this name".into(),
             state: Some(format!("{} {}", s.kind, s.state)),
+            ..Object::new("socket", s.path.clone(), uid.unwrap_or(u32::MAX))
         });
     }
 }
@@ -711,21 +732,11 @@ fn runtime_dir(
                 inv.objects.push(mailbox);
             } else if ft.is_socket() && !bound.contains_key(&name) {
                 inv.objects.push(Object {
-                    kind: "socket",
-                    name,
-                    id: None,
-                    owner: users.name(meta.uid()),
-                    uid: meta.uid(),
-                    mode: mode_text(meta.mode()),
-                    size: None,
-                    count: None,
-                    count_of: None,
-                    creator_pid: None,
-                    creator_alive: None,
                     stale: true,
                     sure: true,
                     why: "a socket file no live socket is bound to (its server is gone)".into(),
                     state: Some("unbound".into()),
+                    ..Object::of_file("socket", name, &meta, users)
                 });
             }
         }

@@ -364,23 +364,11 @@ fn find(inv: &Inventory, kind: Kind, target: &str) -> Result<Object, Failure> {
             let meta = std::fs::symlink_metadata(target).ok()?;
             let ft = meta.file_type();
             ((kind == "fifo" && ft.is_fifo()) || (kind == "socket" && ft.is_socket())).then(|| {
-                Object {
-                    kind: if kind == "fifo" { "fifo" } else { "socket" },
-                    name: target.to_string(),
-                    id: None,
-                    owner: String::new(),
-                    uid: meta.uid(),
-                    mode: String::new(),
-                    size: None,
-                    count: None,
-                    count_of: None,
-                    creator_pid: None,
-                    creator_alive: None,
-                    stale: false,
-                    sure: false,
-                    why: String::new(),
-                    state: None,
-                }
+                Object::new(
+                    if kind == "fifo" { "fifo" } else { "socket" },
+                    target.to_string(),
+                    meta.uid(),
+                )
             })
         })
         .ok_or_else(|| {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{Locks, Object, Users, mode_text};
+use super::{Locks, Object, Users};
 
 /// The lock file of the socket at `path`.
 pub fn lock_path(path: &Path) -> PathBuf {
@@ -62,23 +62,13 @@ pub fn object(
             "its lock is free (its process is gone) and no socket is bound to it".to_string(),
         ),
     };
+    // A mailbox in the runtime directory is addressed by its name (`mailbox:NAME`).
+    let name = if path.parent() == Some(root) {
+        file.to_string()
+    } else {
+        shown
+    };
     Some(Object {
-        kind: "mailbox",
-        // A mailbox in the runtime directory is addressed by its name (`mailbox:NAME`).
-        name: if path.parent() == Some(root) {
-            file.to_string()
-        } else {
-            shown
-        },
-        id: None,
-        owner: users.name(meta.uid()),
-        uid: meta.uid(),
-        mode: mode_text(meta.mode()),
-        size: None,
-        count: None,
-        count_of: None,
-        creator_pid: None,
-        creator_alive: None,
         stale,
         sure: stale,
         why,
@@ -91,6 +81,7 @@ pub fn object(
             },
             if held { "held" } else { "free" }
         )),
+        ..Object::of_file("mailbox", name, meta, users)
     })
 }
 

@@ -19,7 +19,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::{Locks, Object, Procs, Users, mode_text};
+use super::{Locks, Object, Procs, Users};
 
 /// "IXRG" as the ring writes it (a native u32 of these little-endian bytes).
 const MAGIC: u32 = u32::from_le_bytes(*b"IXRG");
@@ -147,21 +147,9 @@ pub fn object(
     let (dev, ino) = (meta.dev(), meta.ino());
     let using = procs.users_of(dev, ino);
     let mut obj = Object {
-        kind: "ring",
-        name,
-        id: None,
-        owner: users.name(meta.uid()),
-        uid: meta.uid(),
-        mode: mode_text(meta.mode()),
-        size: None,
         count: Some(using),
         count_of: Some("users"),
-        creator_pid: None,
-        creator_alive: None,
-        stale: false,
-        sure: false,
-        why: String::new(),
-        state: None,
+        ..Object::of_file("ring", name, meta, users)
     };
     if h.flags == FLAG_MPSC {
         // A multi-producer ring: its geometry depends on its producer count, so only its
