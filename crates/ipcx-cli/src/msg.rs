@@ -260,9 +260,8 @@ fn remove_on_signal(
                     // The socket file first, then its lock, as the mailbox itself does.
                     let path = ipcx::runtime::runtime_dir().join(name);
                     let _ = std::fs::remove_file(&path);
-                    let mut lock = path.into_os_string();
-                    lock.push(".lock");
-                    std::fs::remove_file(lock).map_err(|e| ipcx::Error::from_io("unlink", &e))
+                    std::fs::remove_file(ipcx::unix::lock_path(&path))
+                        .map_err(|e| ipcx::Error::from_io("unlink", &e))
                 }),
                 _ => Ok(()),
             };

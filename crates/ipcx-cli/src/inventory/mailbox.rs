@@ -11,19 +11,14 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{Locks, Object, Users};
 
-/// The lock file of the socket at `path`.
-pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
+pub use ipcx::unix::lock_path;
 
 /// The inventory entry for the socket file `path`, if it is a mailbox: its name is a
 /// valid mailbox name, a `NAME.lock` regular file is beside it, and if a socket is bound

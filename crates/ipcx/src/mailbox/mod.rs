@@ -1402,10 +1402,8 @@ pub(crate) fn probe(path: &Path) -> Result<()> {
                 "the socket file is left by a process that is gone; a new bind takes it over",
             ))
     };
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    match rustix::fs::open(Path::new(&name), flags, Mode::empty()) {
+    match rustix::fs::open(crate::unix::lock_path(path), flags, Mode::empty()) {
         Ok(lock) => match crate::sys::lock::byte_locked_elsewhere(lock.as_fd(), 0) {
             Ok(false) => gone(),
             _ => Ok(()),
@@ -1435,10 +1433,8 @@ fn refusal_error(payload: &[u8]) -> Error {
 
 /// Opens the lock file of the mailbox at `path`, to watch its owner's liveness.
 fn open_lock(path: &Path) -> Option<OwnedFd> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    rustix::fs::open(Path::new(&name), flags, Mode::empty()).ok()
+    rustix::fs::open(crate::unix::lock_path(path), flags, Mode::empty()).ok()
 }
 
 /// Writes `msg` into a new memfd sealed against shrinking, growing and writing.

@@ -231,9 +231,7 @@ struct BindLock {
 
 impl BindLock {
     fn acquire(socket: &Path) -> Result<BindLock> {
-        let mut name = socket.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
+        let path = lock_path(socket);
         let object = path.display();
         let me = rustix::process::geteuid().as_raw();
         loop {
@@ -377,6 +375,15 @@ fn clear_stale(path: &Path, ty: SocketType) -> Result<()> {
             "a live socket is bound at this path: another process is serving it".into(),
         ),
     }
+}
+
+/// The lock file that stands beside the socket file `socket` while an ipcx owner binds
+/// it: `<socket>.lock`. Its `flock` says the name is taken; byte 0's open-file-description
+/// lock tells a live owner from a gone one.
+pub fn lock_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// Binds and listens on a stream socket at `path` with [`BindOptions::new`].
