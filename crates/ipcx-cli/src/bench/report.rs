@@ -57,6 +57,33 @@ pub struct Floors {
     /// Single-thread `memcpy` of `memcpy_block` bytes, in GB/s (10^9 bytes).
     pub memcpy_gb_per_s: Option<f64>,
     pub memcpy_block: usize,
+    /// The cache-line floor's p50 measured again after the rows, in nanoseconds.
+    pub cache_line_after: Option<u64>,
+    /// The futex floor's p50 measured again after the rows, in nanoseconds.
+    pub futex_after: Option<u64>,
+}
+
+/// How far a floor may move between the start and the end of a run before the report
+/// says its ratios are unreliable.
+const FLOOR_DRIFT: f64 = 0.25;
+
+impl Floors {
+    /// Each latency floor whose p50 moved by more than [`FLOOR_DRIFT`] during the run:
+    /// its name, and its p50 before and after the rows.
+    pub fn drifted(&self) -> Vec<(&'static str, u64, u64)> {
+        [
+            ("cache-line", &self.cache_line, self.cache_line_after),
+            ("futex", &self.futex, self.futex_after),
+        ]
+        .into_iter()
+        .filter_map(|(name, floor, after)| {
+            let before = floor.latency.as_ref()?.p50_ns;
+            let after = after?;
+            let moved = (after as f64 - before as f64).abs() / before.max(1) as f64;
+            (moved > FLOOR_DRIFT).then_some((name, before, after))
+        })
+        .collect()
+    }
 }
 
 /// One row's results.
@@ -196,14 +223,19 @@ impl Report {
         let mut t = Table::new(&[Align::Left, Align::Left]);
         let syscall = f.syscall_ns.map(|ns| format!("{ns:.1} ns per call"));
         let memcpy = f.memcpy_gb_per_s.map(|g| format!("{g:.1} GB/s"));
+        let again = |after: Option<u64>| {
+            after.map_or(String::new(), |a| {
+                format!("   (after the rows: p50 {})", ns(a))
+            })
+        };
         for (what, value) in [
             (
                 "cache-line ping-pong (busy)".to_string(),
-                floor_cell(&f.cache_line),
+                floor_cell(&f.cache_line) + &again(f.cache_line_after),
             ),
             (
                 "futex wake ping-pong (blocking)".into(),
-                floor_cell(&f.futex),
+                floor_cell(&f.futex) + &again(f.futex_after),
             ),
             (
                 "bare syscall (getppid)".into(),
@@ -217,6 +249,16 @@ impl Report {
             t.row(vec![what.into(), value.into()]);
         }
         t.write(&mut out);
+        for (name, before, after) in f.drifted() {
+            let _ = writeln!(
+                out,
+                "! The {name} floor moved from {} to {} during the run: the machine changed \
+                 under it (a virtual machine's CPUs can move), so ratios against it are \
+                 unreliable. Run again.",
+                ns(before),
+                ns(after)
+            );
+        }
 
         let _ = writeln!(
             out,

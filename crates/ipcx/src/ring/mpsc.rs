@@ -154,7 +154,7 @@ use super::fanin::{self, Doorbell};
 use super::protocol::{self, CachePadded, Consumer, Control, Fault, Found, Producer, Sleeper};
 use super::sync::{AtomicU32, Ordering};
 use super::{
-    Area, BUSY_CHECK, Futex, Header, MAGIC, MAX_CAPACITY, MIN_CAPACITY, Object, RECEIVER_LOCK,
+    Area, BUSY_CHECK, FUTEX, Header, MAGIC, MAX_CAPACITY, MIN_CAPACITY, Object, RECEIVER_LOCK,
     RingOptions, SLICE, SPINS, STATE_CLOSED, STATE_NONE, STATE_OPEN, VERSION, Wait, YIELDS,
 };
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -1053,7 +1053,7 @@ impl MpscSender {
             .ok_or_else(|| s.fault("send", self.slot, Fault::Head { head: 0, tail: pos }))?;
         let bell = Doorbell {
             bell: s.doorbell(),
-            futex: &Futex,
+            futex: &FUTEX,
         };
         self.producer
             .commit(s.lane(self.slot), &area, &bell, pos, msg.len() as u64);
@@ -1095,7 +1095,7 @@ impl MpscSender {
         let area = s.area(slot);
         let bell = Doorbell {
             bell: s.doorbell(),
-            futex: &Futex,
+            futex: &FUTEX,
         };
         let producer = &mut self.producer;
         let mut gone = None;
@@ -1148,7 +1148,7 @@ impl Drop for MpscSender {
             .slot(self.slot)
             .state
             .store(STATE_CLOSED, Ordering::Release);
-        fanin::ring(self.shared.doorbell(), &Futex);
+        fanin::ring(self.shared.doorbell(), &FUTEX);
     }
 }
 
@@ -1184,7 +1184,7 @@ impl MpscLoan<'_> {
         let s = &self.tx.shared;
         let bell = Doorbell {
             bell: s.doorbell(),
-            futex: &Futex,
+            futex: &FUTEX,
         };
         self.tx.producer.commit(
             s.lane(self.tx.slot),
@@ -1320,7 +1320,7 @@ impl MpscReceiver {
                 for k in 0..n {
                     let i = (start + k) % n;
                     let found = consumers[i]
-                        .next(s.lane(i), &s.area(i), &Futex)
+                        .next(s.lane(i), &s.area(i), &FUTEX)
                         .map_err(|f| s.fault(op, i, f))?;
                     if let Some(found) = found {
                         return Ok(Some((i, found)));
@@ -1365,7 +1365,7 @@ impl MpscReceiver {
                 },
             )
         })?;
-        self.consumers[lane].release(self.shared.lane(lane), &Futex, found.rec);
+        self.consumers[lane].release(self.shared.lane(lane), &FUTEX, found.rec);
         self.next = (lane + 1) % self.shared.producers;
         Ok((len, lane))
     }
@@ -1474,7 +1474,7 @@ impl Deref for MpscRecvRef<'_> {
 impl Drop for MpscRecvRef<'_> {
     fn drop(&mut self) {
         let s = &self.rx.shared;
-        self.rx.consumers[self.lane].release(s.lane(self.lane), &Futex, self.rec);
+        self.rx.consumers[self.lane].release(s.lane(self.lane), &FUTEX, self.rec);
     }
 }
 

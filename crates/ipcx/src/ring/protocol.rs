@@ -77,6 +77,7 @@ impl Sleeper {
 
     /// After a publication (a store of a counter): whether the peer announced a sleep,
     /// in which case `seq` has been bumped and the caller must wake the futex.
+    #[inline(always)]
     pub(crate) fn must_wake(&self) -> bool {
         // SeqCst: pairs with the fence in `announce` (see there).
         fence(Ordering::SeqCst);
@@ -129,6 +130,14 @@ pub(crate) trait Data {
 
 /// Wakes a peer sleeping on a [`Sleeper`] whose [`Sleeper::must_wake`] said so.
 pub(crate) trait Wake {
+    /// Whether the peer may sleep at all. A peer that only ever spins (it said so when it
+    /// took its side) is never asleep, so a publication skips the `SeqCst` fence and the
+    /// look at `sleeping` that exist only to wake it: the fence is the costliest step of
+    /// a busy round trip. A peer that says so and sleeps anyway only delays itself: it
+    /// wakes at the end of its sleep slice.
+    fn peer_may_sleep(&self) -> bool {
+        true
+    }
     /// Wakes whoever sleeps on `sleeper.seq`.
     fn wake(&self, sleeper: &Sleeper);
 }
@@ -197,6 +206,7 @@ impl Producer {
 
     /// Whether `need` bytes are free after the tail, reading the shared head only when
     /// the last one seen does not leave enough.
+    #[inline(always)]
     fn room(&mut self, c: &Control, need: u64) -> Result<bool, Fault> {
         if self.capacity - (self.tail - self.head) >= need {
             return Ok(true);
@@ -225,6 +235,7 @@ impl Producer {
     ///
     /// Room always includes the 8 bytes after the record: the word where the next
     /// header will go, which [`Producer::commit`] marks [`EMPTY`] before publishing.
+    #[inline(always)]
     pub(crate) fn reserve(
         &mut self,
         c: &Control,
@@ -248,11 +259,13 @@ impl Producer {
 
     /// Publishes the record reserved at `pos` (from [`Producer::reserve`]) with `len`
     /// payload bytes, which the caller has written after its header.
+    #[inline(always)]
     pub(crate) fn commit(&mut self, c: &Control, d: &impl Data, w: &impl Wake, pos: u64, len: u64) {
         let rec = record_len(len).unwrap_or(self.capacity);
         self.publish(c, d, w, pos, word(TAG_MSG, len), rec);
     }
 
+    #[inline(always)]
     fn publish(
         &mut self,
         c: &Control,
@@ -272,7 +285,7 @@ impl Producer {
         // published nothing of the record, however much of it is written.
         d.publish_word(pos, header);
         self.tail += rec;
-        if c.rx.0.must_wake() {
+        if w.peer_may_sleep() && c.rx.0.must_wake() {
             w.wake(&c.rx.0);
         }
     }
@@ -309,6 +322,7 @@ impl Consumer {
     /// the end of the data area and leave the word after it; a pad must reach exactly the
     /// end and cannot start at 0. Anything else is a [`Fault`], never an access outside
     /// the data area, and no call loops more than once.
+    #[inline(always)]
     pub(crate) fn next(
         &mut self,
         c: &Control,
@@ -353,12 +367,13 @@ impl Consumer {
     }
 
     /// Releases `rec` bytes (a record [`Consumer::next`] returned) back to the sender.
+    #[inline(always)]
     pub(crate) fn release(&mut self, c: &Control, w: &impl Wake, rec: u64) {
         self.head += rec;
         // Release: pairs with the sender's Acquire load of `head` in `Producer::room`:
         // our reads of the released bytes happen before its writes over them.
         c.head.0.store(self.head, Ordering::Release);
-        if c.tx.0.must_wake() {
+        if w.peer_may_sleep() && c.tx.0.must_wake() {
             w.wake(&c.tx.0);
         }
     }
