@@ -89,6 +89,20 @@ struct Ring {
     kernel: Kernel,
 }
 
+impl Ring {
+    /// An empty ring of `capacity` bytes, nobody asleep.
+    fn new(capacity: u64) -> Ring {
+        Ring {
+            control: Control::new(),
+            data: Words((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
+            kernel: Kernel {
+                lock: Mutex::new(()),
+                queue: Condvar::new(),
+            },
+        }
+    }
+}
+
 /// Runs `attempt` until it yields, sleeping (announce, re-check, futex wait) in between.
 fn wait_until<T>(ring: &Ring, sleeper: &Sleeper, mut attempt: impl FnMut() -> Option<T>) -> T {
     loop {
@@ -110,43 +124,80 @@ fn payload(m: usize, i: usize) -> u64 {
     0x1000 * (m as u64 + 1) + i as u64
 }
 
+/// How a model's receiver waits, and what its sender is told about it.
+#[derive(Clone, Copy, PartialEq)]
+enum Receiver {
+    /// Sleeps when the ring is empty; the sender wakes it.
+    Sleeps,
+    /// Only spins (as `Wait::Busy` does), and the sender knows: it skips its fence and
+    /// wake-up check after each publication.
+    Spins,
+    /// Sleeps although the sender was told it spins: a lost wake-up, which loom must find.
+    SleepsButSaysItSpins,
+}
+
+/// The sender's waker: the kernel, and whether the receiver may sleep at all.
+struct Told<'a> {
+    kernel: &'a Kernel,
+    peer_sleeps: bool,
+}
+
+impl Wake for Told<'_> {
+    fn peer_may_sleep(&self) -> bool {
+        self.peer_sleeps
+    }
+    fn wake(&self, sleeper: &Sleeper) {
+        self.kernel.wake(sleeper);
+    }
+}
+
 /// A sender and a receiver moving messages of `lens` bytes (multiples of 8) through a
 /// ring of `capacity` bytes.
 fn model(capacity: u64, lens: &'static [u64]) {
+    model_with(capacity, lens, Receiver::Sleeps);
+}
+
+/// As [`model`], with a receiver that waits as `receiver` says. The sender sleeps when
+/// the ring is full in every case, and the receiver wakes it.
+fn model_with(capacity: u64, lens: &'static [u64], receiver: Receiver) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
     builder.check(move || {
-        let ring = Arc::new(Ring {
-            control: Control::new(),
-            data: Words((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
-            kernel: Kernel {
-                lock: Mutex::new(()),
-                queue: Condvar::new(),
-            },
-        });
+        let ring = Arc::new(Ring::new(capacity));
         let sender = {
             let ring = ring.clone();
             loom::thread::spawn(move || {
+                let waker = Told {
+                    kernel: &ring.kernel,
+                    peer_sleeps: receiver == Receiver::Sleeps,
+                };
                 let mut p = Producer::new(capacity);
                 for (m, &len) in lens.iter().enumerate() {
                     let rec = record_len(len).unwrap();
                     let pos = wait_until(&ring, &ring.control.tx.0, || {
-                        p.reserve(&ring.control, &ring.data, &ring.kernel, rec)
-                            .unwrap()
+                        p.reserve(&ring.control, &ring.data, &waker, rec).unwrap()
                     });
                     for i in 0..(len / 8) as usize {
                         ring.data
                             .store_word(pos + RECORD_HEADER + 8 * i as u64, payload(m, i));
                     }
-                    p.commit(&ring.control, &ring.data, &ring.kernel, pos, len);
+                    p.commit(&ring.control, &ring.data, &waker, pos, len);
                 }
             })
         };
         let mut c = Consumer::new(capacity);
         for (m, &len) in lens.iter().enumerate() {
-            let found = wait_until(&ring, &ring.control.rx.0, || {
-                c.next(&ring.control, &ring.data, &ring.kernel).unwrap()
-            });
+            let mut next = || c.next(&ring.control, &ring.data, &ring.kernel).unwrap();
+            let found = if receiver == Receiver::Spins {
+                loop {
+                    if let Some(found) = next() {
+                        break found;
+                    }
+                    loom::thread::yield_now();
+                }
+            } else {
+                wait_until(&ring, &ring.control.rx.0, next)
+            };
             assert_eq!(found.len, len, "message {m}: length");
             for i in 0..(len / 8) as usize {
                 let word = ring.data.payload(found.offset + 8 * i as u64);
@@ -180,82 +231,10 @@ fn empty_messages_and_pads_interleave() {
     model(32, &[0, 16, 0]);
 }
 
-/// The sender's view of a receiver that said it only spins: no fence and no wake-up
-/// after a publication.
-struct NeverSleeps<'a>(&'a Kernel);
-
-impl Wake for NeverSleeps<'_> {
-    fn peer_may_sleep(&self) -> bool {
-        false
-    }
-    fn wake(&self, sleeper: &Sleeper) {
-        self.0.wake(sleeper);
-    }
-}
-
-/// As `model`, with a receiver that only spins (as `Wait::Busy` does) and a sender that
-/// therefore skips its fence and wake-up check; the sender still sleeps when the ring
-/// is full, and the receiver still wakes it. With `receiver_sleeps`, the receiver sleeps
-/// anyway, breaking its word: the model must then find a lost wake-up.
-fn model_spinning_receiver(capacity: u64, lens: &'static [u64], receiver_sleeps: bool) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    builder.check(move || {
-        let ring = Arc::new(Ring {
-            control: Control::new(),
-            data: Words((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
-            kernel: Kernel {
-                lock: Mutex::new(()),
-                queue: Condvar::new(),
-            },
-        });
-        let sender = {
-            let ring = ring.clone();
-            loom::thread::spawn(move || {
-                let mut p = Producer::new(capacity);
-                let quiet = NeverSleeps(&ring.kernel);
-                for (m, &len) in lens.iter().enumerate() {
-                    let rec = record_len(len).unwrap();
-                    let pos = wait_until(&ring, &ring.control.tx.0, || {
-                        p.reserve(&ring.control, &ring.data, &quiet, rec).unwrap()
-                    });
-                    for i in 0..(len / 8) as usize {
-                        ring.data
-                            .store_word(pos + RECORD_HEADER + 8 * i as u64, payload(m, i));
-                    }
-                    p.commit(&ring.control, &ring.data, &quiet, pos, len);
-                }
-            })
-        };
-        let mut c = Consumer::new(capacity);
-        for (m, &len) in lens.iter().enumerate() {
-            let mut next = || c.next(&ring.control, &ring.data, &ring.kernel).unwrap();
-            let found = if receiver_sleeps {
-                wait_until(&ring, &ring.control.rx.0, next)
-            } else {
-                loop {
-                    if let Some(found) = next() {
-                        break found;
-                    }
-                    loom::thread::yield_now();
-                }
-            };
-            assert_eq!(found.len, len, "message {m}: length");
-            for i in 0..(len / 8) as usize {
-                let word = ring.data.payload(found.offset + 8 * i as u64);
-                assert_eq!(word, payload(m, i), "message {m}: payload word {i}");
-            }
-            c.release(&ring.control, &ring.kernel, found.rec);
-        }
-        sender.join().unwrap();
-        assert_eq!(c.next(&ring.control, &ring.data, &ring.kernel), Ok(None));
-    });
-}
-
 #[test]
 fn a_sender_skips_the_wake_up_only_for_a_receiver_that_never_sleeps() {
     // The ring fills at every message, so the sender sleeps and must be woken each time.
-    model_spinning_receiver(32, &[16, 16, 8], false);
+    model_with(32, &[16, 16, 8], Receiver::Spins);
 }
 
 /// The check above can fail: a receiver that sleeps although the sender was told it
@@ -265,7 +244,7 @@ fn a_sender_skips_the_wake_up_only_for_a_receiver_that_never_sleeps() {
 #[test]
 #[ignore = "aborts the test binary when loom finds the deadlock it is meant to find"]
 fn the_model_finds_the_lost_wake_up_of_a_receiver_that_sleeps_after_saying_it_spins() {
-    model_spinning_receiver(32, &[16, 16, 8], true);
+    model_with(32, &[16, 16, 8], Receiver::SleepsButSaysItSpins);
 }
 
 /// A multi-producer ring of two lanes: each a control and a data area, plus the

@@ -235,7 +235,9 @@ pub enum Wait {
     /// while waiting. Checks the deadline and the peer's liveness, and yields the CPU,
     /// every thousand spins or so. For two sides on different CPUs: where they share
     /// one, each round trip waits out about a thousand spins of the other side (tens of
-    /// microseconds); use [`Wait::Adaptive`] or [`Wait::Blocking`] there.
+    /// microseconds); use [`Wait::Adaptive`] or [`Wait::Blocking`] there. A busy side
+    /// says so in the ring's header, and its peer then publishes without the fence it
+    /// needs only to wake a sleeper: a pair that both wait busy is the fastest ring.
     Busy,
     /// Spin briefly, then yield, then sleep on a futex: close to `Busy` while messages
     /// flow, and no CPU spent when they stop.
