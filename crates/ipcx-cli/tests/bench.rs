@@ -188,6 +188,14 @@ fn json_has_the_rows_asked_for() {
     assert!(floors["futex"]["latency"]["p50_ns"].as_u64().unwrap() > 0);
     assert!(floors["syscall_ns"].as_f64().unwrap() > 0.0);
     assert!(floors["memcpy_gb_per_s"].as_f64().unwrap() > 0.0);
+    // And the latency floors again after the rows, with the verdict on how far they
+    // moved (a list, empty unless one moved by more than a quarter).
+    assert!(floors["cache_line_after"].as_u64().unwrap() > 0);
+    assert!(floors["futex_after"].as_u64().unwrap() > 0);
+    for d in report["floor_drift"].as_array().unwrap() {
+        assert!(d["before_p50_ns"].as_u64().unwrap() > 0, "{d}");
+        assert!(d["after_p50_ns"].as_u64().unwrap() > 0, "{d}");
+    }
     assert!(tmp.entries().is_empty(), "{:?}", tmp.entries());
 }
 

@@ -288,8 +288,15 @@ fn each_side_says_how_it_waits_and_only_a_spinning_receiver_goes_unwoken() {
             (rx, buf[..n].to_vec())
         })
     };
+    // Bounded only so that a receiver that never announces fails the test instead of
+    // hanging it; not a limit on how fast anything must be.
     let wait_until_asleep = || {
+        let started = std::time::Instant::now();
         while region.load::<u32>(RX_SLEEPING).unwrap() != 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the blocked receiver never announced its sleep"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     };

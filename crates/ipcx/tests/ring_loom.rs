@@ -124,19 +124,38 @@ fn payload(m: usize, i: usize) -> u64 {
     0x1000 * (m as u64 + 1) + i as u64
 }
 
-/// How a model's receiver waits, and what its sender is told about it.
+/// How one side of a model waits, and what the other side is told about it.
 #[derive(Clone, Copy, PartialEq)]
-enum Receiver {
-    /// Sleeps when the ring is empty; the sender wakes it.
+enum Waits {
+    /// Sleeps when it cannot go on; the other side wakes it.
     Sleeps,
-    /// Only spins (as `Wait::Busy` does), and the sender knows: it skips its fence and
-    /// wake-up check after each publication.
+    /// Only spins (as `Wait::Busy` does), and the other side knows: it skips its fence
+    /// and wake-up check after each publication.
     Spins,
-    /// Sleeps although the sender was told it spins: a lost wake-up, which loom must find.
+    /// Sleeps although the other side was told it spins: a lost wake-up, which loom must
+    /// find.
     SleepsButSaysItSpins,
 }
 
-/// The sender's waker: the kernel, and whether the receiver may sleep at all.
+/// Until `attempt` yields: sleeping in between, or spinning if `waits` says so.
+fn wait_as<T>(
+    ring: &Ring,
+    sleeper: &Sleeper,
+    waits: Waits,
+    mut attempt: impl FnMut() -> Option<T>,
+) -> T {
+    if waits != Waits::Spins {
+        return wait_until(ring, sleeper, attempt);
+    }
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        loom::thread::yield_now();
+    }
+}
+
+/// A side's waker: the kernel, and whether the other side may sleep at all.
 struct Told<'a> {
     kernel: &'a Kernel,
     peer_sleeps: bool,
@@ -154,27 +173,27 @@ impl Wake for Told<'_> {
 /// A sender and a receiver moving messages of `lens` bytes (multiples of 8) through a
 /// ring of `capacity` bytes.
 fn model(capacity: u64, lens: &'static [u64]) {
-    model_with(capacity, lens, Receiver::Sleeps);
+    model_with(capacity, lens, Waits::Sleeps, Waits::Sleeps);
 }
 
-/// As [`model`], with a receiver that waits as `receiver` says. The sender sleeps when
-/// the ring is full in every case, and the receiver wakes it.
-fn model_with(capacity: u64, lens: &'static [u64], receiver: Receiver) {
+/// As [`model`], with each side waiting as it says: the sender when the ring is full,
+/// the receiver when it is empty.
+fn model_with(capacity: u64, lens: &'static [u64], sender: Waits, receiver: Waits) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
     builder.check(move || {
         let ring = Arc::new(Ring::new(capacity));
-        let sender = {
+        let sending = {
             let ring = ring.clone();
             loom::thread::spawn(move || {
                 let waker = Told {
                     kernel: &ring.kernel,
-                    peer_sleeps: receiver == Receiver::Sleeps,
+                    peer_sleeps: receiver == Waits::Sleeps,
                 };
                 let mut p = Producer::new(capacity);
                 for (m, &len) in lens.iter().enumerate() {
                     let rec = record_len(len).unwrap();
-                    let pos = wait_until(&ring, &ring.control.tx.0, || {
+                    let pos = wait_as(&ring, &ring.control.tx.0, sender, || {
                         p.reserve(&ring.control, &ring.data, &waker, rec).unwrap()
                     });
                     for i in 0..(len / 8) as usize {
@@ -185,29 +204,25 @@ fn model_with(capacity: u64, lens: &'static [u64], receiver: Receiver) {
                 }
             })
         };
+        let waker = Told {
+            kernel: &ring.kernel,
+            peer_sleeps: sender == Waits::Sleeps,
+        };
         let mut c = Consumer::new(capacity);
         for (m, &len) in lens.iter().enumerate() {
-            let mut next = || c.next(&ring.control, &ring.data, &ring.kernel).unwrap();
-            let found = if receiver == Receiver::Spins {
-                loop {
-                    if let Some(found) = next() {
-                        break found;
-                    }
-                    loom::thread::yield_now();
-                }
-            } else {
-                wait_until(&ring, &ring.control.rx.0, next)
-            };
+            let found = wait_as(&ring, &ring.control.rx.0, receiver, || {
+                c.next(&ring.control, &ring.data, &waker).unwrap()
+            });
             assert_eq!(found.len, len, "message {m}: length");
             for i in 0..(len / 8) as usize {
                 let word = ring.data.payload(found.offset + 8 * i as u64);
                 assert_eq!(word, payload(m, i), "message {m}: payload word {i}");
             }
-            c.release(&ring.control, &ring.kernel, found.rec);
+            c.release(&ring.control, &waker, found.rec);
         }
-        sender.join().unwrap();
+        sending.join().unwrap();
         // Nothing more was published.
-        assert_eq!(c.next(&ring.control, &ring.data, &ring.kernel), Ok(None));
+        assert_eq!(c.next(&ring.control, &ring.data, &waker), Ok(None));
     });
 }
 
@@ -232,9 +247,10 @@ fn empty_messages_and_pads_interleave() {
 }
 
 #[test]
-fn a_sender_skips_the_wake_up_only_for_a_receiver_that_never_sleeps() {
-    // The ring fills at every message, so the sender sleeps and must be woken each time.
-    model_with(32, &[16, 16, 8], Receiver::Spins);
+fn a_side_skips_the_wake_up_only_for_a_peer_that_never_sleeps() {
+    // The ring fills at every message, so the side that sleeps must be woken each time.
+    model_with(32, &[16, 16, 8], Waits::Sleeps, Waits::Spins);
+    model_with(32, &[16, 16, 8], Waits::Spins, Waits::Sleeps);
 }
 
 /// The check above can fail: a receiver that sleeps although the sender was told it
@@ -244,7 +260,7 @@ fn a_sender_skips_the_wake_up_only_for_a_receiver_that_never_sleeps() {
 #[test]
 #[ignore = "aborts the test binary when loom finds the deadlock it is meant to find"]
 fn the_model_finds_the_lost_wake_up_of_a_receiver_that_sleeps_after_saying_it_spins() {
-    model_with(32, &[16, 16, 8], Receiver::SleepsButSaysItSpins);
+    model_with(32, &[16, 16, 8], Waits::Sleeps, Waits::SleepsButSaysItSpins);
 }
 
 /// A multi-producer ring of two lanes: each a control and a data area, plus the

@@ -340,6 +340,7 @@ fn bench(args: &BenchArgs) -> Fallible<Report> {
         floors,
         rows: measured,
         wrapper_overhead: Vec::new(),
+        floor_drift: Vec::new(),
         errors: 0,
     };
     let baselines: Vec<(RowId, RowId)> = RowId::SELECTABLE

@@ -21,6 +21,9 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// ipcx rows against their libc baselines, where both ran.
     pub wrapper_overhead: Vec<Overhead>,
+    /// Latency floors that moved by more than 25% between the start and the end of the
+    /// run: ratios against them are unreliable.
+    pub floor_drift: Vec<Drift>,
     /// How many rows or floors failed.
     pub errors: usize,
 }
@@ -67,20 +70,32 @@ pub struct Floors {
 /// says its ratios are unreliable.
 const FLOOR_DRIFT: f64 = 0.25;
 
+/// A latency floor that moved by more than [`FLOOR_DRIFT`] during the run.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Drift {
+    /// `cache-line` or `futex`.
+    pub floor: &'static str,
+    pub before_p50_ns: u64,
+    pub after_p50_ns: u64,
+}
+
 impl Floors {
-    /// Each latency floor whose p50 moved by more than [`FLOOR_DRIFT`] during the run:
-    /// its name, and its p50 before and after the rows.
-    pub fn drifted(&self) -> Vec<(&'static str, u64, u64)> {
+    /// Each latency floor whose p50 moved by more than [`FLOOR_DRIFT`] during the run.
+    pub fn drifted(&self) -> Vec<Drift> {
         [
             ("cache-line", &self.cache_line, self.cache_line_after),
             ("futex", &self.futex, self.futex_after),
         ]
         .into_iter()
-        .filter_map(|(name, floor, after)| {
-            let before = floor.latency.as_ref()?.p50_ns;
+        .filter_map(|(floor, first, after)| {
+            let before = first.latency.as_ref()?.p50_ns;
             let after = after?;
             let moved = (after as f64 - before as f64).abs() / before.max(1) as f64;
-            (moved > FLOOR_DRIFT).then_some((name, before, after))
+            (moved > FLOOR_DRIFT).then_some(Drift {
+                floor,
+                before_p50_ns: before,
+                after_p50_ns: after,
+            })
         })
         .collect()
     }
@@ -192,6 +207,7 @@ impl Report {
                 })
             })
             .collect();
+        self.floor_drift = self.floors.drifted();
         self.errors = self.rows.iter().filter(|r| r.error.is_some()).count()
             + usize::from(self.floors.cache_line.error.is_some())
             + usize::from(self.floors.futex.error.is_some());
@@ -223,19 +239,20 @@ impl Report {
         let mut t = Table::new(&[Align::Left, Align::Left]);
         let syscall = f.syscall_ns.map(|ns| format!("{ns:.1} ns per call"));
         let memcpy = f.memcpy_gb_per_s.map(|g| format!("{g:.1} GB/s"));
-        let again = |after: Option<u64>| {
-            after.map_or(String::new(), |a| {
-                format!("   (after the rows: p50 {})", ns(a))
-            })
+        // Measured again after the rows; only when the first measurement worked.
+        let again = |first: &FloorLatency, after: Option<u64>| match (&first.latency, after) {
+            (None, _) => String::new(),
+            (Some(_), Some(a)) => format!("   (after the rows: p50 {})", ns(a)),
+            (Some(_), None) => "   (after the rows: failed, so no drift check)".into(),
         };
         for (what, value) in [
             (
                 "cache-line ping-pong (busy)".to_string(),
-                floor_cell(&f.cache_line) + &again(f.cache_line_after),
+                floor_cell(&f.cache_line) + &again(&f.cache_line, f.cache_line_after),
             ),
             (
                 "futex wake ping-pong (blocking)".into(),
-                floor_cell(&f.futex) + &again(f.futex_after),
+                floor_cell(&f.futex) + &again(&f.futex, f.futex_after),
             ),
             (
                 "bare syscall (getppid)".into(),
@@ -249,14 +266,15 @@ impl Report {
             t.row(vec![what.into(), value.into()]);
         }
         t.write(&mut out);
-        for (name, before, after) in f.drifted() {
+        for d in &self.floor_drift {
             let _ = writeln!(
                 out,
-                "! The {name} floor moved from {} to {} during the run: the machine changed \
+                "! The {} floor moved from {} to {} during the run: the machine changed \
                  under it (a virtual machine's CPUs can move), so ratios against it are \
                  unreliable. Run again.",
-                ns(before),
-                ns(after)
+                d.floor,
+                ns(d.before_p50_ns),
+                ns(d.after_p50_ns)
             );
         }
 
@@ -633,6 +651,56 @@ impl Table {
 mod tests {
     use super::*;
     use crate::bench::measure::MEMCPY_BLOCK;
+
+    fn floor(p50_ns: Option<u64>) -> FloorLatency {
+        FloorLatency {
+            latency: p50_ns.map(|p50_ns| Latency {
+                iterations: 1000,
+                message_bytes: 1,
+                p50_ns,
+                p99_ns: p50_ns,
+                p999_ns: p50_ns,
+                min_ns: p50_ns,
+                max_ns: p50_ns,
+                mean_ns: p50_ns as f64,
+            }),
+            error: p50_ns.is_none().then(|| "failed".to_string()),
+        }
+    }
+
+    /// Floors with the latency floors' p50 at the start and after the rows.
+    fn floors(cache_line: (Option<u64>, Option<u64>), futex: (Option<u64>, Option<u64>)) -> Floors {
+        Floors {
+            cache_line: floor(cache_line.0),
+            futex: floor(futex.0),
+            syscall_ns: None,
+            memcpy_gb_per_s: None,
+            memcpy_block: MEMCPY_BLOCK,
+            cache_line_after: cache_line.1,
+            futex_after: futex.1,
+        }
+    }
+
+    #[test]
+    fn a_floor_that_moves_by_more_than_a_quarter_is_reported_either_way() {
+        let f = floors((Some(140), Some(441)), (Some(11_000), Some(10_900)));
+        assert_eq!(
+            f.drifted(),
+            [Drift {
+                floor: "cache-line",
+                before_p50_ns: 140,
+                after_p50_ns: 441
+            }]
+        );
+        let f = floors((Some(441), Some(140)), (Some(10_000), Some(20_700)));
+        let moved: Vec<_> = f.drifted().iter().map(|d| d.floor).collect();
+        assert_eq!(moved, ["cache-line", "futex"]);
+        // Within a quarter: quiet. A floor missing at either end: nothing to compare.
+        let f = floors((Some(140), Some(170)), (Some(10_000), Some(7_600)));
+        assert!(f.drifted().is_empty());
+        let f = floors((None, Some(140)), (Some(10_000), None));
+        assert!(f.drifted().is_empty());
+    }
 
     #[test]
     fn units_keep_three_digits() {

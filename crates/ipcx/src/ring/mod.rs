@@ -103,7 +103,8 @@
 //! A side that waits [`Wait::Busy`] never announces, and says so in the header when it
 //! takes its side; its peer then skips the fence and the look at `sleeping` after each
 //! publication, the costliest part of a busy round trip. (The loom model checks this
-//! too, and that a receiver breaking its word would lose a wake-up.)
+//! path for both sides; run by hand, its ignored twin shows that a receiver breaking
+//! its word would lose a wake-up.)
 //! The `loom` model in `tests/ring_loom.rs` checks exactly this code (see
 //! `ring/protocol.rs`) with every interleaving of a small ring.
 //!
@@ -119,11 +120,14 @@
 //! (or at once, when the receiver closed cleanly); its capacity is then moot, whatever
 //! loans the receiver held.
 //!
-//! A peer that says it only spins and sleeps anyway is not woken: it finds the message
-//! when its own 50 ms sleep slice ends, so the lie costs only itself.
+//! A side whose header word says it only spins but which sleeps anyway is not woken: it
+//! finds the message when its own 50 ms sleep slice ends. A false word therefore delays
+//! only the side it describes, whoever wrote it (anyone who can write the header can do
+//! worse already).
 //!
 //! Everything read from shared memory (header, counters, record headers) is read once
-//! into a local and checked before use; a bad value is `Corrupt`, never an out-of-bounds
+//! into a local and checked before use (the wait words, read at each publication,
+//! need no check: any value is safe, only "busy" changes anything); a bad value is `Corrupt`, never an out-of-bounds
 //! access, a panic or a hang. A peer can still change payload bytes while they are being
 //! copied, or while a [`RecvRef`] is alive: copy with [`RingReceiver::recv`] and validate
 //! the copy when the peer is not trusted. A named object can be truncated by anyone who
@@ -193,7 +197,8 @@ const RECEIVER_LOCK: u64 = 0;
 const SENDER_LOCK: u64 = 1;
 
 /// The fixed header. Every field is an atomic because the peer may write it at any time;
-/// each is read once, into a local, when the ring is opened.
+/// each is read once, into a local, when the ring is opened, except the state and wait
+/// words, which are read (once per use) while it is in use.
 #[repr(C)]
 struct Header {
     magic: AtomicU32,
@@ -736,7 +741,7 @@ impl Shared {
                 )));
         }
         // Relaxed: a peer that reads the old 0 treats this side as one that may sleep,
-        // which is always safe; it sees the code from its next publication on.
+        // which is always safe; it sees the code soon after (nothing orders it sooner).
         self.wait_word(role)
             .store(self.wait.code(), Ordering::Relaxed);
         Ok(())

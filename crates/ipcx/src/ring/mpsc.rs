@@ -47,7 +47,8 @@
 //! ```text
 //! offset 0    Header (128 bytes), as a single-producer ring's: magic "IXRG" (published
 //!             last), version 1, data offset, flags = 1 (multi-producer), capacity of
-//!             each lane, sender state (unused, 0), receiver state
+//!             each lane, sender state (unused, 0), receiver state, the two wait words
+//!             (unused, 0: every multi-producer publication fences)
 //!        128  shape: number of producer slots n (1 to MAX_PRODUCERS)
 //!        256  doorbell: the receiver's futex word
 //!        384  n slots of 16 bytes: each its producer's state (0 never used, 1 open,
