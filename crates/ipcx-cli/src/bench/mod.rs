@@ -379,30 +379,37 @@ fn pinner(setup: &Setup<'_>) -> impl FnOnce() + Send + 'static {
     }
 }
 
-/// A latency floor's p50 re-measured after the rows (`None` if it failed: the first
-/// measurement's error, if any, is the one reported).
-fn floor_p50(row: RowId, what: &str, setup: &Setup<'_>, progress: &ProgressBar) -> Option<u64> {
+/// Measures one latency floor, saying so on the progress bar.
+fn floor_latency(
+    row: RowId,
+    what: &str,
+    setup: &Setup<'_>,
+    progress: &ProgressBar,
+) -> Fallible<measure::Latency> {
     progress.set_message(format!("floor: {what}"));
     let result = latency_only(row, setup);
     progress.inc(1);
-    result.ok().map(|l| l.p50_ns)
+    result
+}
+
+/// A latency floor's p50 re-measured after the rows (`None` if it failed: the first
+/// measurement's error, if any, is the one reported).
+fn floor_p50(row: RowId, what: &str, setup: &Setup<'_>, progress: &ProgressBar) -> Option<u64> {
+    floor_latency(row, what, setup, progress)
+        .ok()
+        .map(|l| l.p50_ns)
 }
 
 fn floors(setup: &Setup<'_>, progress: &ProgressBar) -> Floors {
-    let latency = |row: RowId, what: &str| {
-        progress.set_message(format!("floor: {what}"));
-        let result = latency_only(row, setup);
-        progress.inc(1);
-        match result {
-            Ok(l) => FloorLatency {
-                latency: Some(l),
-                error: None,
-            },
-            Err(e) => FloorLatency {
-                latency: None,
-                error: Some(e.to_string()),
-            },
-        }
+    let latency = |row: RowId, what: &str| match floor_latency(row, what, setup, progress) {
+        Ok(l) => FloorLatency {
+            latency: Some(l),
+            error: None,
+        },
+        Err(e) => FloorLatency {
+            latency: None,
+            error: Some(e.to_string()),
+        },
     };
     let cache_line = latency(RowId::Cacheline, "cache-line ping-pong");
     let futex = latency(RowId::Futex, "futex ping-pong");

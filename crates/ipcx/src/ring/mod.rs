@@ -1283,10 +1283,9 @@ impl RingSender {
     /// error value or clock; anything else goes to [`RingSender::send_slow`].
     #[inline(always)]
     fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
-        if let Some(pos) = self.reserve_now(msg.len()) {
-            let area = self.shared.data();
+        let (area, waker) = (self.shared.data(), self.shared.waker(Role::Receiver));
+        if let Some(pos) = self.reserve_now(msg.len(), &area, &waker) {
             if area.copy_in(pos + protocol::RECORD_HEADER, msg).is_some() {
-                let waker = self.shared.waker(Role::Receiver);
                 self.producer
                     .commit(self.shared.control(), &area, &waker, pos, msg.len() as u64);
                 return Ok(());
@@ -1312,7 +1311,8 @@ impl RingSender {
     }
 
     fn loan_until(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>> {
-        let pos = match self.reserve_now(len) {
+        let (area, waker) = (self.shared.data(), self.shared.waker(Role::Receiver));
+        let pos = match self.reserve_now(len, &area, &waker) {
             Some(pos) => pos,
             None => self.reserve(len, deadline, "loan")?,
         };
@@ -1337,17 +1337,15 @@ impl RingSender {
     /// looks again and reports what is wrong (too large, receiver gone, corrupt head) or
     /// waits.
     #[inline(always)]
-    fn reserve_now(&mut self, len: usize) -> Option<u64> {
+    fn reserve_now(&mut self, len: usize, area: &Area, waker: &Futex) -> Option<u64> {
         if len > self.max_message()
             || self.shared.state(Role::Receiver).load(Ordering::Relaxed) == STATE_CLOSED
         {
             return None;
         }
         let rec = protocol::record_len(len as u64)?;
-        let area = self.shared.data();
-        let waker = self.shared.waker(Role::Receiver);
         self.producer
-            .reserve(self.shared.control(), &area, &waker, rec)
+            .reserve(self.shared.control(), area, waker, rec)
             .ok()
             .flatten()
     }
@@ -1561,13 +1559,11 @@ impl RingReceiver {
     /// hundred nanoseconds. `None` when it is not, and when anything is amiss, which the
     /// waiting path ([`RingReceiver::next`]) then reads again and reports.
     #[inline(always)]
-    fn poll(&mut self, spins: u32) -> Option<Found> {
+    fn poll(&mut self, spins: u32, area: &Area, waker: &Futex) -> Option<Found> {
         let control = self.shared.control();
-        let area = self.shared.data();
-        let waker = self.shared.waker(Role::Sender);
         let mut left = spins;
         loop {
-            if let Some(found) = self.consumer.next(control, &area, &waker).ok()? {
+            if let Some(found) = self.consumer.next(control, area, waker).ok()? {
                 return Some(found);
             }
             left -= 1;
@@ -1591,13 +1587,13 @@ impl RingReceiver {
         op: &'static str,
         spins: u32,
     ) -> Result<(Found, *const u8)> {
-        let found = match self.poll(spins) {
+        let area = self.shared.data();
+        let found = match self.poll(spins, &area, &self.shared.waker(Role::Sender)) {
             Some(found) => found,
             None => {
                 let shared = &self.shared;
                 let consumer = &mut self.consumer;
                 let control = shared.control();
-                let area = shared.data();
                 shared.wait_for(&mut self.side, &control.rx.0, deadline, op, || {
                     let found = consumer
                         .next(control, &area, &shared.waker(Role::Sender))
@@ -1611,7 +1607,7 @@ impl RingReceiver {
             }
         };
         let len = usize::try_from(found.len).unwrap_or(usize::MAX);
-        let src = self.shared.data().span(found.offset, len).ok_or_else(|| {
+        let src = area.span(found.offset, len).ok_or_else(|| {
             self.shared.corrupt(
                 op,
                 Fault::Record {
@@ -1629,13 +1625,12 @@ impl RingReceiver {
     /// [`RingReceiver::recv_slow`], which reads the ring again and reports or waits.
     #[inline(always)]
     fn recv_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        if let Some(found) = self.poll(self.spins(deadline)) {
+        let (area, waker) = (self.shared.data(), self.shared.waker(Role::Sender));
+        if let Some(found) = self.poll(self.spins(deadline), &area, &waker) {
             let len = usize::try_from(found.len).unwrap_or(usize::MAX);
             let n = self.copy_len(len);
             if let Some(dst) = buf.get_mut(..n) {
-                let area = self.shared.data();
                 if area.copy_out(found.offset, dst).is_some() {
-                    let waker = self.shared.waker(Role::Sender);
                     self.consumer
                         .release(self.shared.control(), &waker, found.rec);
                     return Ok(n);

@@ -157,6 +157,7 @@ use super::sync::{AtomicU32, Ordering};
 use super::{
     Area, BUSY_CHECK, FUTEX, Header, MAGIC, MAX_CAPACITY, MIN_CAPACITY, Object, RECEIVER_LOCK,
     RingOptions, SLICE, SPINS, STATE_CLOSED, STATE_NONE, STATE_OPEN, VERSION, Wait, YIELDS,
+    max_message,
 };
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::shm::Region;
@@ -954,7 +955,7 @@ impl MpscRing {
 
     /// The largest message the ring carries: the capacity minus 16 bytes.
     pub fn max_message(&self) -> usize {
-        protocol::max_payload(self.shared.capacity) as usize
+        max_message(self.shared.capacity)
     }
 
     /// Leaves a named ring's object in place when this handle and every side made from
@@ -1038,7 +1039,7 @@ impl MpscSender {
 
     /// The largest message the ring carries.
     pub fn max_message(&self) -> usize {
-        protocol::max_payload(self.shared.capacity) as usize
+        max_message(self.shared.capacity)
     }
 
     /// The producer slot this sender owns (0 to the ring's producers minus 1).
@@ -1296,7 +1297,7 @@ impl MpscReceiver {
 
     /// The largest message the ring carries: a buffer this large always suffices.
     pub fn max_message(&self) -> usize {
-        protocol::max_payload(self.shared.capacity) as usize
+        max_message(self.shared.capacity)
     }
 
     /// The number of producer slots.
